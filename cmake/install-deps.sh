@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building, testing and benchmarking
+# remalloc need, when any is missing. Safe to run again; needs root (or sudo)
+# only when something is missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libgtest-dev libbenchmark-dev
+      libjemalloc-dev libjemalloc2 libmimalloc-dev libmimalloc2.0
+      libgoogle-perftools-dev libtcmalloc-minimal4 gnuplot-nox
+      python3 python3-matplotlib git coreutils)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "remalloc: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

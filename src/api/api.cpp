@@ -1,0 +1,278 @@
+// api: the C API with glibc-compatible semantics, process initialisation and
+// fork handlers. Nothing here throws; operator new lives in the override.
+#include "api/api.h"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "api/options.h"
+#include "api/stats.h"
+#include "base/format.h"
+#include "platform/movers.h"
+#include "remalloc/remalloc.h"
+
+namespace remalloc::api {
+
+static std::atomic<int> g_init{0};  // 0 none, 1 running, 2 done
+static std::atomic<bool> g_atfork{false};
+std::atomic<size_t> g_invalid_frees{0};
+
+static void fork_prepare() {
+  heap::fork_prepare();
+  pages::fork_prepare();
+}
+static void fork_parent() {
+  pages::fork_parent();
+  heap::fork_parent();
+}
+static void fork_child() {
+  pages::fork_child();
+  heap::fork_child();
+  movers::after_fork_child();
+}
+
+RM_NOINLINE void ensure_init() {
+  if (RM_LIKELY(g_init.load(std::memory_order_acquire) == 2)) return;
+  int expected = 0;
+  if (g_init.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    options::init();
+    g_init.store(2, std::memory_order_release);
+    if (options::get(options::kVerbose)) {
+      options::print(2);
+      Writer w(2);
+      w.str("remalloc: movers: mremap(DONTUNMAP) ")
+          .str(movers::mremap_dontunmap_available() ? "yes" : "no")
+          .str(", UFFDIO_MOVE ")
+          .str(movers::uffd_move_available() ? "yes" : "no")
+          .str("\n");
+    }
+    // pthread_atfork may allocate: register once the allocator is usable.
+    if (!g_atfork.exchange(true)) pthread_atfork(fork_prepare, fork_parent, fork_child);
+    return;
+  }
+  // Another thread is initialising (or this one, recursively): options are
+  // plain words with usable defaults, so go on.
+}
+
+static void* malloc_large(size_t size, size_t align_pages) {
+  ensure_init();
+  if (RM_UNLIKELY(size > kMaxAllocSize)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t npages = pages_of(size);
+  if (npages == 0) npages = 1;
+  Span* s = pages::alloc_large(npages, align_pages, size);
+  if (!s) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return reinterpret_cast<void*>(s->start);
+}
+
+RM_NOINLINE void* malloc_slow(size_t size) {
+  if (size <= sc::kMaxSmall) {
+    ensure_init();
+    void* p = heap::malloc_slow(size);
+    if (!p) errno = ENOMEM;
+    return p;
+  }
+  return malloc_large(size, 1);
+}
+
+static RM_COLD void invalid(const void* p, const char* what) {
+  g_invalid_frees.fetch_add(1, std::memory_order_relaxed);
+  ensure_init();
+  if (options::get(options::kAbortOnInvalid)) fatal(what, p);
+  warning(what, p);
+}
+
+RM_NOINLINE void free_slow(Span* s, void* p) {
+  if (s && pages::is_large_start(s, p)) {
+    pages::free_span(s);
+    return;
+  }
+  invalid(p, "free(): invalid pointer (not allocated by remalloc, or freed twice)");
+}
+
+size_t usable_size(const void* p) {
+  if (!p) return 0;
+  Span* s = pages::span_of(p);
+  if (s && s->kind == kSpanSlab && heap::is_block(s, p)) return s->block_size;
+  if (s && pages::is_large_start(s, p)) return s->bytes();
+  invalid(p, "malloc_usable_size(): invalid pointer");
+  return 0;
+}
+
+void* realloc(void* p, size_t size) {
+  if (!p) return api::malloc(size);
+  if (size == 0) {
+    api::free(p);
+    return nullptr;
+  }
+  if (RM_UNLIKELY(size > kMaxAllocSize)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  Span* s = pages::span_of(p);
+  size_t old;
+  if (s && s->kind == kSpanSlab && heap::is_block(s, p)) {
+    old = s->block_size;
+    // Stay when it fits and does not waste more than half.
+    if (size <= old && size * 2 >= old) return p;
+  } else if (s && pages::is_large_start(s, p)) {
+    old = s->bytes();
+    if (size > sc::kMaxSmall) {
+      ensure_init();
+      return pages::realloc_large(s, size);  // sets errno on failure
+    }
+  } else {
+    invalid(p, "realloc(): invalid pointer (not allocated by remalloc, or freed)");
+    return nullptr;
+  }
+  void* q = api::malloc(size);
+  if (!q) return nullptr;  // the old block stays intact
+  memcpy(q, p, size < old ? size : old);
+  api::free(p);
+  return q;
+}
+
+void* calloc(size_t n, size_t size) {
+  size_t total;
+  if (RM_UNLIKELY(__builtin_mul_overflow(n, size, &total))) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (total <= sc::kMaxSmall) {
+    void* p = api::malloc(total);
+    if (p) memset(p, 0, total);
+    return p;
+  }
+  ensure_init();
+  if (total > kMaxAllocSize) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  bool zeroed = false;
+  Span* s = pages::alloc_large(pages_of(total), 1, total, &zeroed);
+  if (!s) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* p = reinterpret_cast<void*>(s->start);
+  if (!zeroed) memset(p, 0, total);
+  return p;
+}
+
+void* aligned(size_t align, size_t size) {
+  if (align <= kMinAlign) return api::malloc(size);
+  if (RM_UNLIKELY(size > kMaxAllocSize || align > kMaxAllocSize)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (align <= kPageSize && size <= sc::kMaxSmall) {
+    // A class whose block size is a multiple of align: every block of it is
+    // aligned, since slabs start on a page.
+    unsigned c = sc::class_of(size < align ? align : size);
+    while (c < sc::kNumClasses && sc::kInfo[c].size % align) c++;
+    if (c < sc::kNumClasses) return api::malloc(sc::kInfo[c].size);
+  }
+  size_t ap = align <= kPageSize ? 1 : align >> kPageShift;
+  return malloc_large(size, ap);
+}
+
+}  // namespace remalloc::api
+
+// ---- the prefixed C API --------------------------------------------------------
+using namespace remalloc;
+
+extern "C" {
+
+void* remalloc_malloc(size_t size) { return api::malloc(size); }
+void remalloc_free(void* p) { api::free(p); }
+void* remalloc_calloc(size_t n, size_t size) { return api::calloc(n, size); }
+void* remalloc_realloc(void* p, size_t size) { return api::realloc(p, size); }
+
+void* remalloc_reallocarray(void* p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return api::realloc(p, total);
+}
+
+void remalloc_free_sized(void* p, size_t) { api::free(p); }
+void remalloc_free_aligned_sized(void* p, size_t, size_t) { api::free(p); }
+
+int remalloc_posix_memalign(void** out, size_t align, size_t size) {
+  if (align < sizeof(void*) || !is_pow2(align)) return EINVAL;
+  int saved = errno;
+  void* p = api::aligned(align, size);
+  if (!p) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+void* remalloc_aligned_alloc(size_t align, size_t size) {
+  if (!is_pow2(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return api::aligned(align, size);
+}
+
+void* remalloc_memalign(size_t align, size_t size) { return remalloc_aligned_alloc(align, size); }
+
+void* remalloc_valloc(size_t size) { return api::aligned(kPageSize, size); }
+
+void* remalloc_pvalloc(size_t size) {
+  size_t rounded = align_up(size ? size : 1, kPageSize);
+  if (rounded < size) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return api::aligned(kPageSize, rounded);
+}
+
+size_t remalloc_usable_size(const void* p) { return api::usable_size(p); }
+
+int remalloc_trim(size_t) {
+  api::ensure_init();
+  return pages::purge(true) > 0 ? 1 : 0;
+}
+
+int remalloc_owns(const void* p) {
+  if (!p) return 0;
+  Span* s = pages::span_of(p);
+  if (!s) return 0;
+  if (s->kind == kSpanSlab && heap::is_block(s, p)) return 1;
+  return pages::is_large_start(s, p) ? 1 : 0;
+}
+
+long remalloc_option_get(const char* name) {
+  api::ensure_init();
+  int id = options::find(name);
+  return id < 0 ? -1 : options::get(options::Id(id));
+}
+
+int remalloc_option_set(const char* name, long value) {
+  api::ensure_init();
+  int id = options::find(name);
+  if (id < 0) return -1;
+  options::set(options::Id(id), value);
+  return 0;
+}
+
+void remalloc_inject_mover_failure(const char* mover, int step, int count) {
+  for (int k = 0; k < movers::kNumKinds; k++) {
+    if (mover && strcmp(mover, movers::kind_name(k)) == 0) movers::inject_failure(k, step, count);
+  }
+}
+
+}  // extern "C"

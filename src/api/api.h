@@ -1,0 +1,44 @@
+// api: the allocation entry points with glibc-compatible semantics (errno,
+// zero sizes, alignment rules, overflow checks). The fast paths are inline so
+// the override layer's one-line forwarders compile to them.
+#pragma once
+#include <cerrno>
+#include <cstddef>
+
+#include "heap/heap.h"
+
+namespace remalloc::api {
+
+void* malloc_slow(size_t size);          // small miss, large, huge, zero
+void free_slow(Span* s, void* p);        // large blocks and invalid pointers
+void* realloc(void* p, size_t size);
+void* calloc(size_t n, size_t size);
+void* aligned(size_t align, size_t size);  // align: power of two
+size_t usable_size(const void* p);
+void ensure_init();
+
+RM_INLINE void* malloc(size_t size) {
+  if (RM_LIKELY(size <= sc::kMaxSmall)) {
+    Heap* h = heap::tl_heap;
+    Span* s = h->avail[sc::class_of(size)];
+    void* b = s->free_list;
+    if (RM_LIKELY(b)) {
+      s->free_list = *static_cast<void**>(b);
+      s->used++;
+      return b;
+    }
+  }
+  return malloc_slow(size);
+}
+
+RM_INLINE void free(void* p) {
+  if (RM_UNLIKELY(!p)) return;
+  Span* s = pages::span_of(p);
+  if (RM_LIKELY(s && s->kind == kSpanSlab && heap::is_block(s, p))) {
+    heap::free_small(s, p);
+    return;
+  }
+  free_slow(s, p);
+}
+
+}  // namespace remalloc::api

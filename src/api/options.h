@@ -1,0 +1,37 @@
+// api: options. One table (name, default, unit, doc); values are read lazily
+// from `environ` as REMALLOC_<NAME> (getenv may not be usable while
+// preloading); bad values warn and keep the default. REMALLOC_VERBOSE=1
+// prints every effective value.
+#pragma once
+#include <cstddef>
+
+namespace remalloc::options {
+
+enum Id : int {
+  kVerbose,
+  kStats,
+  kPurgeDelay,
+  kArenaSize,
+  kMover,
+  kMoveThreshold,
+  kHugeThreshold,
+  kHugepage,
+  kVmaBudget,
+  kAbortOnInvalid,
+  kNumOptions
+};
+
+// Reads the environment once (idempotent, thread-safe enough for start-up:
+// every value is a plain word).
+void init();
+long get(Id id);
+void set(Id id, long value);
+// By name, without the REMALLOC_ prefix, case-insensitive; -1 if unknown.
+int find(const char* name);
+const char* name(Id id);
+// Prints every option with its effective value to fd.
+void print(int fd);
+// Pushes the options into the lower layers' configuration.
+void apply();
+
+}  // namespace remalloc::options

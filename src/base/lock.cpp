@@ -1,0 +1,30 @@
+// base: futex slow paths of Mutex.
+#include "base/lock.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace remalloc {
+
+static long futex(std::atomic<uint32_t>* addr, int op, uint32_t val) {
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(addr), op | FUTEX_PRIVATE_FLAG, val,
+                 nullptr, nullptr, 0);
+}
+
+void Mutex::lock_slow() {
+  for (int i = 0; i < 100; i++) {
+    cpu_relax();
+    uint32_t expected = 0;
+    if (state_.load(std::memory_order_relaxed) == 0 &&
+        state_.compare_exchange_weak(expected, 1, std::memory_order_acquire,
+                                     std::memory_order_relaxed))
+      return;
+  }
+  // Mark contended and sleep until it is free.
+  while (state_.exchange(2, std::memory_order_acquire) != 0) futex(&state_, FUTEX_WAIT, 2);
+}
+
+void Mutex::wake() { futex(&state_, FUTEX_WAKE, 1); }
+
+}  // namespace remalloc

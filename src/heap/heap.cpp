@@ -1,0 +1,383 @@
+// small heaps: slow paths — slab refill, remote frees, delayed frees, thread
+// start-up, abandonment and reclaim.
+#include "heap/heap.h"
+
+#include <pthread.h>
+
+#include <cerrno>
+#include <new>
+
+#include "base/lock.h"
+#include "platform/os.h"
+
+namespace remalloc::heap {
+
+Span g_empty_span;
+
+constinit Heap g_empty_heap;
+constinit thread_local Heap* tl_heap = &g_empty_heap;
+
+enum : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadDead = 2 };
+static constinit thread_local uint8_t tl_state = kThreadNew;
+
+enum : uint32_t { kHeapLive = 0, kHeapAbandoned = 1, kHeapBackstop = 2 };
+
+static Mutex g_heaps_lock;     // heap registry, abandoned list, metadata pool
+static Heap* g_all_heaps;
+static Heap* g_abandoned;
+static size_t g_heap_count;
+static char* g_pool_cur;       // bump pool for Heap structs
+static char* g_pool_end;
+
+// The heap of threads that already ran their teardown: shared, locked.
+static Mutex g_backstop_lock;
+static Heap* g_backstop;
+
+static pthread_key_t g_key;
+static std::atomic<int> g_key_state{0};  // 0 none, 1 creating, 2 ready
+
+// ---- lists (avail lists use g_empty_span as "none") ------------------------
+static void avail_push_front(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  Span* head = h->avail[c];
+  s->prev = nullptr;
+  s->next = head == &g_empty_span ? nullptr : head;
+  if (s->next) s->next->prev = s;
+  h->avail[c] = s;
+}
+
+// Inserts after the current slab (so the current one stays hot).
+static void avail_push_second(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  Span* head = h->avail[c];
+  if (head == &g_empty_span) {
+    avail_push_front(h, s);
+    return;
+  }
+  s->prev = head;
+  s->next = head->next;
+  if (s->next) s->next->prev = s;
+  head->next = s;
+}
+
+static void avail_remove(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    h->avail[c] = s->next ? s->next : &g_empty_span;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = nullptr;
+}
+
+static void full_push(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  s->prev = nullptr;
+  s->next = h->full[c];
+  if (s->next) s->next->prev = s;
+  h->full[c] = s;
+  s->is_full = 1;
+}
+
+static void full_remove(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    h->full[c] = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = nullptr;
+  s->is_full = 0;
+}
+
+// ---- remote frees -------------------------------------------------------------
+void free_remote(Span* s, void* p) {
+  uintptr_t old = s->remote.load(std::memory_order_relaxed);
+  for (;;) {
+    if (old & 1) {
+      // The owner found the slab full: hand the block to the owner heap.
+      Heap* h = s->heap;
+      uintptr_t d = h->delayed.load(std::memory_order_relaxed);
+      do {
+        *static_cast<uintptr_t*>(p) = d;
+      } while (!h->delayed.compare_exchange_weak(d, reinterpret_cast<uintptr_t>(p),
+                                                 std::memory_order_release,
+                                                 std::memory_order_relaxed));
+      return;
+    }
+    *static_cast<uintptr_t*>(p) = old;
+    if (s->remote.compare_exchange_weak(old, reinterpret_cast<uintptr_t>(p),
+                                        std::memory_order_release, std::memory_order_relaxed))
+      return;
+  }
+}
+
+// Moves the slab's remote frees onto its free list. Returns how many.
+static uint32_t collect_remote(Span* s) {
+  if (s->remote.load(std::memory_order_relaxed) == 0) return 0;
+  uintptr_t list = s->remote.exchange(0, std::memory_order_acquire);
+  if (list == 0) return 0;
+  uint32_t n = 1;
+  void* tail = reinterpret_cast<void*>(list);
+  while (void* nx = *static_cast<void**>(tail)) {
+    tail = nx;
+    n++;
+  }
+  *static_cast<void**>(tail) = s->free_list;
+  s->free_list = reinterpret_cast<void*>(list);
+  s->used -= n;
+  return n;
+}
+
+static void release_slab(Span* s) {
+  s->heap = nullptr;
+  pages::free_span(s);
+}
+
+void free_local_slow(Heap* h, Span* s) {
+  if (s->is_full) {
+    full_remove(h, s);
+    // Nobody pushes onto a full slab's list, so only the flag is there.
+    s->remote.store(0, std::memory_order_release);
+    avail_push_second(h, s);
+  }
+  if (s->used == 0 && h->avail[s->size_class] != s) {
+    avail_remove(h, s);
+    release_slab(s);
+  }
+}
+
+static void drain_delayed(Heap* h) {
+  if (h->delayed.load(std::memory_order_relaxed) == 0) return;
+  uintptr_t list = h->delayed.exchange(0, std::memory_order_acquire);
+  while (list) {
+    void* p = reinterpret_cast<void*>(list);
+    list = *static_cast<uintptr_t*>(p);
+    Span* s = pages::span_of(p);
+    *static_cast<void**>(p) = s->free_list;
+    s->free_list = p;
+    s->used--;
+    if (s->used == 0 || s->is_full) free_local_slow(h, s);
+  }
+}
+
+// Links up to a page worth (at least 8) of never-used blocks into the free
+// list, so a fresh slab is touched only as it fills.
+static void extend(Span* s) {
+  uint32_t bs = s->block_size;
+  uint32_t n = uint32_t(kPageSize / bs);
+  if (n < 8) n = 8;
+  if (n > s->capacity - s->bump) n = s->capacity - s->bump;
+  char* first = reinterpret_cast<char*>(s->start) + size_t(s->bump) * bs;
+  char* p = first;
+  for (uint32_t i = 1; i < n; i++, p += bs) *reinterpret_cast<void**>(p) = p + bs;
+  *reinterpret_cast<void**>(p) = s->free_list;
+  s->free_list = first;
+  s->bump += n;
+}
+
+static Span* new_slab(Heap* h, unsigned c) {
+  const sc::ClassInfo& ci = sc::kInfo[c];
+  Span* s = pages::alloc_slab(ci.pages);
+  if (!s) return nullptr;
+  s->size_class = uint8_t(c);
+  s->block_size = ci.size;
+  s->recip = ci.recip;
+  s->capacity = ci.capacity;
+  s->used = 0;
+  s->bump = 0;
+  s->free_list = nullptr;
+  s->remote.store(0, std::memory_order_relaxed);
+  s->is_full = 0;
+  s->heap = h;
+  avail_push_front(h, s);
+  return s;
+}
+
+static void* pop(Span* s) {
+  void* b = s->free_list;
+  s->free_list = *static_cast<void**>(b);
+  s->used++;
+  return b;
+}
+
+// Finds a free block of class c in heap h (owner or lock holder).
+static void* heap_alloc(Heap* h, unsigned c) {
+  drain_delayed(h);
+  for (;;) {
+    Span* s = h->avail[c];
+    if (s == &g_empty_span) break;
+    if (s->free_list) return pop(s);
+    if (collect_remote(s)) return pop(s);
+    if (s->bump < s->capacity) {
+      extend(s);
+      return pop(s);
+    }
+    // Full: mark it so remote frees go to the heap's delayed list; if a
+    // remote free raced in, use it instead.
+    uintptr_t expected = 0;
+    if (!s->remote.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+      collect_remote(s);
+      return pop(s);
+    }
+    avail_remove(h, s);
+    full_push(h, s);
+  }
+  Span* s = new_slab(h, c);
+  if (!s) return nullptr;
+  extend(s);
+  return pop(s);
+}
+
+// ---- heaps --------------------------------------------------------------------
+static Heap* new_heap_locked() {
+  if (size_t(g_pool_end - g_pool_cur) < sizeof(Heap)) {
+    size_t chunk = 256 * 1024;
+    char* p = static_cast<char*>(os::reserve(chunk, kPageSize));
+    if (!p) return nullptr;
+    g_pool_cur = p;
+    g_pool_end = p + chunk;
+  }
+  Heap* h = new (g_pool_cur) Heap();
+  g_pool_cur += align_up(sizeof(Heap), 64);
+  h->id = uint32_t(++g_heap_count);
+  h->next_all = g_all_heaps;
+  g_all_heaps = h;
+  return h;
+}
+
+static void on_thread_exit(void* value) {
+  Heap* h = static_cast<Heap*>(value);
+  if (h && h == tl_heap) thread_done(h);
+}
+
+static void ensure_key() {
+  int st = g_key_state.load(std::memory_order_acquire);
+  if (st == 2) return;
+  st = 0;
+  if (g_key_state.compare_exchange_strong(st, 1)) {
+    if (pthread_key_create(&g_key, on_thread_exit) == 0)
+      g_key_state.store(2, std::memory_order_release);
+    else
+      g_key_state.store(3, std::memory_order_release);
+    return;
+  }
+  while (g_key_state.load(std::memory_order_acquire) == 1) cpu_relax();
+}
+
+static Heap* thread_attach() {
+  Heap* h;
+  {
+    LockGuard g(g_heaps_lock);
+    h = g_abandoned;
+    if (h) {
+      g_abandoned = h->next_abandoned;
+      h->next_abandoned = nullptr;
+    } else {
+      h = new_heap_locked();
+    }
+    if (h) h->state = kHeapLive;
+  }
+  if (!h) return nullptr;
+  tl_heap = h;
+  tl_state = kThreadLive;
+  ensure_key();
+  if (g_key_state.load(std::memory_order_acquire) == 2) pthread_setspecific(g_key, h);
+  return h;
+}
+
+void thread_done(Heap* h) {
+  if (h == &g_empty_heap || h->state != kHeapLive) return;
+  drain_delayed(h);
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    Span* s = h->avail[c];
+    while (s != &g_empty_span && s) {
+      Span* next = s->next;
+      collect_remote(s);
+      if (s->used == 0) {
+        avail_remove(h, s);
+        release_slab(s);
+      }
+      s = next;
+    }
+  }
+  tl_heap = &g_empty_heap;
+  tl_state = kThreadDead;
+  LockGuard g(g_heaps_lock);
+  h->state = kHeapAbandoned;
+  h->next_abandoned = g_abandoned;
+  g_abandoned = h;
+}
+
+static void* backstop_alloc(unsigned c) {
+  LockGuard g(g_backstop_lock);
+  if (!g_backstop) {
+    LockGuard g2(g_heaps_lock);
+    g_backstop = new_heap_locked();
+    if (!g_backstop) return nullptr;
+    g_backstop->state = kHeapBackstop;
+  }
+  return heap_alloc(g_backstop, c);
+}
+
+void* malloc_slow(size_t size) {
+  unsigned c = sc::class_of(size);
+  Heap* h = tl_heap;
+  if (h == &g_empty_heap) {
+    if (tl_state == kThreadDead) return backstop_alloc(c);
+    h = thread_attach();
+    if (!h) return backstop_alloc(c);
+  }
+  return heap_alloc(h, c);
+}
+
+void* malloc_aligned_small(size_t size, size_t align) {
+  unsigned c = sc::class_of(size < align ? align : size);
+  for (; c < sc::kNumClasses; c++) {
+    if (sc::kInfo[c].size % align == 0) break;
+  }
+  if (c >= sc::kNumClasses) return nullptr;
+  // Any block of this class is aligned: slabs start on a page boundary.
+  return malloc_small(sc::kInfo[c].size);
+}
+
+void fork_prepare() {
+  g_backstop_lock.lock();
+  g_heaps_lock.lock();
+}
+void fork_parent() {
+  g_heaps_lock.unlock();
+  g_backstop_lock.unlock();
+}
+void fork_child() {
+  g_heaps_lock.reset_in_child();
+  g_backstop_lock.reset_in_child();
+  // The other threads are gone in the child; their heaps stay owned by them
+  // (they may be mid-update, so adopting them would be unsafe). Their blocks
+  // can still be freed: frees from this thread go to the remote lists.
+}
+
+void get_stats(Stats* out) {
+  *out = Stats{};
+  LockGuard g(g_heaps_lock);
+  for (Heap* h = g_all_heaps; h; h = h->next_all) {
+    out->heaps++;
+    if (h->state == kHeapAbandoned) out->abandoned++;
+    for (unsigned c = 0; c < sc::kNumClasses; c++) {
+      for (int list = 0; list < 2; list++) {
+        Span* s = list == 0 ? h->avail[c] : h->full[c];
+        for (int guard = 0; s && s != &g_empty_span && guard < 1000000; guard++) {
+          // Racy read of another thread's counters: statistics only.
+          uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+          out->slabs++;
+          out->slabs_by_class[c]++;
+          out->live_by_class[c] += used;
+          out->blocks_live += used;
+          s = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace remalloc::heap

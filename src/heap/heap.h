@@ -1,0 +1,104 @@
+// small heaps: per-thread heaps of slabs with a lock-free local fast path.
+//
+// Each thread owns a Heap (found through an initial-exec thread_local that
+// starts at a constant-initialised empty heap, so the first call takes the
+// slow path and sets things up; nothing depends on static constructors).
+// A heap keeps, per size class, a list of slabs with free blocks (the first
+// is the current one) and a list of full slabs.
+//
+// Frees by the owner push onto the slab's free list (no atomics). Frees by
+// other threads push onto the slab's atomic `remote` list, or, when the owner
+// has marked the slab full (bit 0 of `remote`), onto the owner heap's atomic
+// `delayed` list, so that full slabs come back into use. At thread exit the
+// heap gives back its empty slabs and is abandoned; the next new thread
+// adopts it whole. Heaps are never unmapped, so a slab's owner pointer stays
+// valid forever.
+#pragma once
+#include <atomic>
+
+#include "heap/size_classes.h"
+#include "pages/page_heap.h"
+
+namespace remalloc {
+
+namespace heap {
+// The slab with no free blocks that stands for "no slab" in avail lists, so
+// the fast path needs no null check.
+extern Span g_empty_span;
+}  // namespace heap
+
+struct Heap {
+  constexpr Heap() {
+    for (unsigned c = 0; c < sc::kNumClasses; c++) {
+      avail[c] = &heap::g_empty_span;
+      full[c] = nullptr;
+    }
+  }
+  Span* avail[sc::kNumClasses];  // never null: the empty span when none
+  Span* full[sc::kNumClasses];   // null when none
+  std::atomic<uintptr_t> delayed{0};
+  Heap* next_all = nullptr;
+  Heap* next_abandoned = nullptr;
+  uint32_t state = 0;  // kHeap*
+  uint32_t id = 0;
+};
+
+namespace heap {
+
+extern Heap g_empty_heap;
+extern thread_local Heap* tl_heap;
+
+void* malloc_slow(size_t size);
+void free_local_slow(Heap* h, Span* s);
+void free_remote(Span* s, void* p);
+// Thread start-up and teardown.
+void thread_done(Heap* h);
+void fork_prepare();
+void fork_parent();
+void fork_child();
+
+RM_INLINE void* malloc_small(size_t size) {
+  Heap* h = tl_heap;
+  Span* s = h->avail[sc::class_of(size)];
+  void* b = s->free_list;
+  if (RM_LIKELY(b)) {
+    s->free_list = *static_cast<void**>(b);
+    s->used++;
+    return b;
+  }
+  return malloc_slow(size);
+}
+
+// Small block of `size` at a multiple of `align` (align <= kPageSize), or
+// nullptr when no class fits (the caller then uses a large block).
+void* malloc_aligned_small(size_t size, size_t align);
+
+// Is p a block boundary of slab s?
+RM_INLINE bool is_block(const Span* s, const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (RM_UNLIKELY(a < s->start || a >= s->end())) return false;
+  uint64_t off = a - s->start;
+  uint64_t q = (off * s->recip) >> 32;
+  return q * s->block_size == off;
+}
+
+RM_INLINE void free_small(Span* s, void* p) {
+  Heap* h = tl_heap;
+  if (RM_LIKELY(s->heap == h)) {
+    *static_cast<void**>(p) = s->free_list;
+    s->free_list = p;
+    if (RM_UNLIKELY(--s->used == 0 || s->is_full)) free_local_slow(h, s);
+    return;
+  }
+  free_remote(s, p);
+}
+
+struct Stats {
+  size_t heaps, abandoned, slabs, blocks_live;
+  size_t live_by_class[sc::kNumClasses];
+  size_t slabs_by_class[sc::kNumClasses];
+};
+void get_stats(Stats* out);
+
+}  // namespace heap
+}  // namespace remalloc

@@ -1,0 +1,101 @@
+// small heaps: the size-class table, computed at compile time.
+//
+// Classes step by 16 bytes up to 128, then four classes per power of two up
+// to kMaxSmall (64 KiB): at most 25% internal waste above 128 bytes, 12.5% on
+// average. Each class has a slab size (in pages) chosen so that a slab holds
+// at least 8 blocks and wastes at most 1/8 of its bytes.
+#pragma once
+#include <array>
+
+#include "base/base.h"
+
+namespace remalloc::sc {
+
+constexpr size_t kMaxSmall = size_t{64} << 10;
+constexpr unsigned kNumClasses = 8 + 4 * (16 - 7);  // 44
+
+constexpr size_t class_size(unsigned c) {
+  if (c < 8) return 16 * (c + 1);
+  unsigned k = 7 + (c - 8) / 4;
+  unsigned i = (c - 8) % 4 + 1;
+  return (size_t{1} << k) + i * (size_t{1} << (k - 2));
+}
+
+// Size to class for sizes above 128 (and up to kMaxSmall).
+constexpr unsigned class_of_large(size_t s) {
+  unsigned k = log2_floor(s - 1);
+  size_t step = size_t{1} << (k - 2);
+  size_t i = (s - (size_t{1} << k) + step - 1) / step;
+  return unsigned(8 + (k - 7) * 4 + i - 1);
+}
+
+constexpr std::array<uint8_t, 1024 / 16 + 1> make_small_table() {
+  std::array<uint8_t, 1024 / 16 + 1> t{};
+  for (size_t i = 0; i < t.size(); i++) {
+    size_t s = i * 16;
+    if (s == 0) s = 1;
+    unsigned c = 0;
+    while (class_size(c) < s) c++;
+    t[i] = uint8_t(c);
+  }
+  return t;
+}
+inline constexpr std::array<uint8_t, 1024 / 16 + 1> kSmallTable = make_small_table();
+
+RM_INLINE constexpr unsigned class_of(size_t s) {
+  if (RM_LIKELY(s <= 1024)) return kSmallTable[(s + 15) >> 4];
+  return class_of_large(s);
+}
+
+constexpr size_t slab_pages_for(size_t bs) {
+  for (size_t pages = 16; pages <= 256; pages++) {
+    size_t bytes = pages * kPageSize;
+    size_t cap = bytes / bs;
+    if (cap >= 8 && (bytes - cap * bs) * 8 <= bytes) return pages;
+  }
+  return 256;
+}
+
+struct ClassInfo {
+  uint32_t size;
+  uint32_t pages;
+  uint32_t capacity;
+  uint32_t recip;
+};
+
+constexpr std::array<ClassInfo, kNumClasses> make_info() {
+  std::array<ClassInfo, kNumClasses> t{};
+  for (unsigned c = 0; c < kNumClasses; c++) {
+    size_t bs = class_size(c);
+    size_t pages = slab_pages_for(bs);
+    t[c].size = uint32_t(bs);
+    t[c].pages = uint32_t(pages);
+    t[c].capacity = uint32_t(pages * kPageSize / bs);
+    t[c].recip = uint32_t(((uint64_t{1} << 32) + bs - 1) / bs);
+  }
+  return t;
+}
+inline constexpr std::array<ClassInfo, kNumClasses> kInfo = make_info();
+
+// ---- relations the rest of the allocator relies on ----
+static_assert(class_size(kNumClasses - 1) == kMaxSmall, "last class is kMaxSmall");
+static_assert(class_size(0) == 16 && class_size(7) == 128 && class_size(8) == 160);
+static_assert(class_of(0) == 0 && class_of(1) == 0 && class_of(16) == 0 && class_of(17) == 1);
+static_assert(class_of(kMaxSmall) == kNumClasses - 1);
+constexpr bool check_classes() {
+  for (unsigned c = 0; c < kNumClasses; c++) {
+    if (class_size(c) % kMinAlign) return false;                  // 16-byte aligned blocks
+    if (c && class_size(c) <= class_size(c - 1)) return false;    // increasing
+    if (class_of(class_size(c)) != c) return false;               // exact sizes map to themselves
+    if (class_of(class_size(c) + 1) != c + 1 && c + 1 < kNumClasses) return false;
+    if (c >= 8 && (class_size(c) - class_size(c - 1)) * 4 > class_size(c - 1)) return false;
+    if (kInfo[c].capacity < 8 || kInfo[c].capacity > 65535) return false;
+    // the reciprocal divides exactly every offset inside a slab
+    uint64_t bytes = uint64_t(kInfo[c].pages) * kPageSize;
+    if ((((bytes - 1) * kInfo[c].recip) >> 32) > bytes / class_size(c)) return false;
+  }
+  return true;
+}
+static_assert(check_classes(), "size-class table relations");
+
+}  // namespace remalloc::sc

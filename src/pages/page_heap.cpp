@@ -1,0 +1,375 @@
+// page heap: free runs in size bins, coalescing, purging with decay, and the
+// allocation of slabs and large blocks.
+//
+// Free runs of each region sit in bins: exact bins for 1..128 pages, then
+// four bins per power of two. A bitmap tells which bins hold runs. Runs that
+// may hold memory (dirty) or whose VMA may be split by page moves sit also on
+// an LRU list; purge() gives their memory back once they have been free for
+// the purge delay (with MADV_DONTNEED, or a fresh mmap for split runs so
+// their VMAs merge back).
+#include <cstring>
+
+#include "pages/internal.h"
+#include "platform/os.h"
+#include "platform/vma.h"
+
+namespace remalloc::pages {
+
+Config g_config;
+Mutex g_lock;
+size_t g_large_live, g_large_bytes, g_slab_bytes, g_slabs, g_peak_bytes;
+std::atomic<size_t> g_reloc[12];
+static size_t g_free_bytes, g_dirty_bytes, g_purged_bytes, g_heals;
+static uint64_t g_next_purge_ns = ~uint64_t{0};
+
+constexpr size_t kExactBins = 128;
+constexpr size_t kBins = kExactBins + 4 * 40;
+
+struct BinSet {
+  Span* head[kBins];
+  uint64_t nonempty[(kBins + 63) / 64];
+};
+static BinSet g_bins[kNumRegions];
+static Span* g_lru_head;  // newest
+static Span* g_lru_tail;  // oldest
+
+static size_t bin_of(size_t n) {
+  if (n <= kExactBins) return n - 1;
+  unsigned l = log2_floor(n);
+  size_t sub = (n >> (l - 2)) & 3;
+  return kExactBins + size_t(l - 7) * 4 + sub;
+}
+
+static void bin_insert(Span* f, Region r) {
+  BinSet& b = g_bins[r];
+  size_t i = bin_of(f->npages);
+  f->prev = nullptr;
+  f->next = b.head[i];
+  if (f->next) f->next->prev = f;
+  b.head[i] = f;
+  b.nonempty[i / 64] |= uint64_t{1} << (i % 64);
+  f->in_list = uint8_t(1 + r);
+}
+
+static void bin_remove(Span* f) {
+  if (!f->in_list) return;
+  BinSet& b = g_bins[f->in_list - 1];
+  size_t i = bin_of(f->npages);
+  if (f->prev)
+    f->prev->next = f->next;
+  else
+    b.head[i] = f->next;
+  if (f->next) f->next->prev = f->prev;
+  if (!b.head[i]) b.nonempty[i / 64] &= ~(uint64_t{1} << (i % 64));
+  f->in_list = 0;
+  f->next = f->prev = nullptr;
+}
+
+static bool on_lru(const Span* f) { return f->lru_prev || f->lru_next || g_lru_head == f; }
+
+static void lru_remove(Span* f) {
+  if (!on_lru(f)) return;
+  if (f->lru_prev)
+    f->lru_prev->lru_next = f->lru_next;
+  else
+    g_lru_head = f->lru_next;
+  if (f->lru_next)
+    f->lru_next->lru_prev = f->lru_prev;
+  else
+    g_lru_tail = f->lru_prev;
+  f->lru_next = f->lru_prev = nullptr;
+}
+
+static void lru_push(Span* f) {
+  f->lru_prev = nullptr;
+  f->lru_next = g_lru_head;
+  if (g_lru_head) g_lru_head->lru_prev = f;
+  g_lru_head = f;
+  if (!g_lru_tail) g_lru_tail = f;
+}
+
+void unlink_free_locked(Span* f) {
+  bin_remove(f);
+  lru_remove(f);
+  g_free_bytes -= f->bytes();
+  if (f->flags & kFreeDirty) g_dirty_bytes -= f->bytes();
+}
+
+static void clear_head(Span* s) {
+  s->kind = kSpanNone;
+  s->flags = 0;
+  s->in_list = 0;
+  s->next = s->prev = s->lru_next = s->lru_prev = nullptr;
+}
+
+// The free run ending right before page idx, or nullptr.
+static Span* free_run_before(Arena* a, size_t idx) {
+  if (idx == 0) return nullptr;
+  size_t last = idx - 1;
+  size_t head = last - a->back[last];
+  Span* f = &a->meta[head];
+  if (f->kind == kSpanFree && head + f->npages == idx) return f;
+  return nullptr;
+}
+
+Span* free_run_at(Arena* a, size_t idx) {
+  if (idx >= a->npages) return nullptr;
+  Span* f = &a->meta[idx];
+  if (f->kind == kSpanFree && f->start == a->base + (idx << kPageShift)) return f;
+  return nullptr;
+}
+
+Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t) {
+  Span* f = &a->meta[idx];
+  f->kind = kSpanFree;
+  f->flags = flags;
+  f->npages = n;
+  f->start = a->base + (idx << kPageShift);
+  f->arena = a;
+  f->free_ns = t;
+  f->next = f->prev = f->lru_next = f->lru_prev = nullptr;
+  f->in_list = 0;
+  a->back[idx] = 0;
+  a->back[idx + n - 1] = uint32_t(n - 1);
+  bin_insert(f, Region(a->region));
+  if (flags & (kFreeDirty | kFreeSplit)) lru_push(f);
+  g_free_bytes += f->bytes();
+  if (flags & kFreeDirty) g_dirty_bytes += f->bytes();
+  return f;
+}
+
+static void purge_run_locked(Span* f) {
+  bool split = (f->flags & kFreeSplit) && f->arena->region == kRegionNormal;
+  bool ok = split ? os::remap_fresh(reinterpret_cast<void*>(f->start), f->bytes())
+                  : os::purge(reinterpret_cast<void*>(f->start), f->bytes());
+  if (!ok) return;
+  if (split) {
+    g_heals++;
+    vma::note_changed();
+  }
+  if (f->flags & kFreeDirty) {
+    g_dirty_bytes -= f->bytes();
+    g_purged_bytes += f->bytes();
+  }
+  f->flags = 0;
+  lru_remove(f);
+}
+
+void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now) {
+  // Coalesce with free neighbours (same arena only).
+  if (Span* l = free_run_before(a, idx)) {
+    size_t lidx = index_of(a, l);
+    uint8_t lflags = l->flags;
+    uint64_t lt = l->free_ns;
+    unlink_free_locked(l);
+    clear_head(l);
+    n += idx - lidx;
+    idx = lidx;
+    if (lflags & kFreeDirty) now = now > lt ? now : lt;
+    flags |= lflags;
+  }
+  if (Span* r = free_run_at(a, idx + n)) {
+    uint8_t rflags = r->flags;
+    uint64_t rt = r->free_ns;
+    unlink_free_locked(r);
+    clear_head(r);
+    n += r->npages;
+    if (rflags & kFreeDirty) now = now > rt ? now : rt;
+    flags |= rflags;
+  }
+  Span* f = make_free(a, idx, n, flags, now);
+  // Near the VMA budget, heal split runs at once rather than after the delay.
+  if ((flags & kFreeSplit) && vma::estimate() > vma::budget() / 2) purge_run_locked(f);
+  if ((flags & kFreeDirty) && g_next_purge_ns == ~uint64_t{0})
+    g_next_purge_ns = now + g_config.purge_delay_ns;
+  else if (flags & kFreeSplit && g_next_purge_ns == ~uint64_t{0})
+    g_next_purge_ns = now + g_config.purge_delay_ns;
+}
+
+// Does run f hold `npages` aligned to `align` pages? Returns the offset.
+static bool fits(const Span* f, size_t npages, size_t align, size_t* skip) {
+  if (f->npages < npages) return false;
+  size_t idx = index_of(f->arena, f);
+  size_t s = 0;
+  if (align > 1) {
+    // Align the address (arenas are 64 MiB aligned, so page index suffices).
+    size_t aligned = align_up(idx, align);
+    s = aligned - idx;
+  }
+  if (s + npages > f->npages) return false;
+  *skip = s;
+  return true;
+}
+
+static Span* find_locked(size_t npages, size_t align, Region region, size_t min_run,
+                         size_t* skip) {
+  BinSet& b = g_bins[region];
+  size_t want = npages > min_run ? npages : min_run;
+  size_t i = bin_of(want);
+  // The first bin may hold runs smaller than asked; later bins never do.
+  // Alignment can still make a run unfit, so look at a few per bin.
+  while (i < kBins) {
+    uint64_t word = b.nonempty[i / 64] >> (i % 64);
+    if (!word) {
+      i = (i / 64 + 1) * 64;
+      continue;
+    }
+    i += size_t(__builtin_ctzll(word));
+    if (i >= kBins) break;
+    int budget = 16;
+    for (Span* f = b.head[i]; f && budget--; f = f->next) {
+      if (f->npages >= want && fits(f, npages, align, skip)) return f;
+    }
+    i++;
+  }
+  return nullptr;
+}
+
+Span* take_run_locked(size_t npages, size_t align, Region region, bool room_after) {
+  size_t skip = 0;
+  Span* f = nullptr;
+  if (room_after) f = find_locked(npages, align, region, npages * 2, &skip);
+  if (!f) f = find_locked(npages, align, region, npages, &skip);
+  if (!f) {
+    if (!new_arena_locked(npages, align, region)) return nullptr;
+    if (room_after) f = find_locked(npages, align, region, npages * 2, &skip);
+    if (!f) f = find_locked(npages, align, region, npages, &skip);
+    if (!f) return nullptr;
+  }
+  Arena* a = f->arena;
+  size_t idx = index_of(a, f);
+  size_t total = f->npages;
+  uint8_t flags = f->flags;
+  uint64_t t = f->free_ns;
+  unlink_free_locked(f);
+  clear_head(f);
+  if (skip) make_free(a, idx, skip, flags, t);
+  size_t tail = total - skip - npages;
+  if (tail) make_free(a, idx + skip + npages, tail, flags, t);
+  Span* s = &a->meta[idx + skip];
+  s->kind = kSpanNone;
+  s->flags = flags;
+  s->npages = npages;
+  s->start = a->base + ((idx + skip) << kPageShift);
+  s->arena = a;
+  s->in_list = 0;
+  s->next = s->prev = s->lru_next = s->lru_prev = nullptr;
+  a->back[idx + skip] = 0;
+  return s;
+}
+
+void init_large(Span* s, size_t npages, size_t requested) {
+  s->kind = kSpanLarge;
+  s->npages = npages;
+  s->requested = requested;
+}
+
+static void note_peak() {
+  size_t live = g_large_bytes + g_slab_bytes;
+  if (live > g_peak_bytes) g_peak_bytes = live;
+}
+
+void maybe_purge_locked(uint64_t now) {
+  if (now < g_next_purge_ns) return;
+  uint64_t delay = g_config.purge_delay_ns;
+  while (g_lru_tail && g_lru_tail->free_ns + delay <= now) purge_run_locked(g_lru_tail);
+  g_next_purge_ns = g_lru_tail ? g_lru_tail->free_ns + delay : ~uint64_t{0};
+}
+
+Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zeroed) {
+  bool huge = (npages << kPageShift) >= g_config.huge_threshold;
+  if (huge && align_pages < (kHugePageSize >> kPageShift)) align_pages = kHugePageSize >> kPageShift;
+  LockGuard g(g_lock);
+  uint64_t now = os::now_ns();
+  maybe_purge_locked(now);
+  Span* s = take_run_locked(npages, align_pages, kRegionNormal, false);
+  if (!s) return nullptr;
+  uint8_t flags = s->flags;
+  if (zeroed) *zeroed = !(flags & kFreeDirty);
+  init_large(s, npages, requested);
+  s->flags = (flags & kFreeSplit) ? kLargeMovedIn : 0;
+  if (huge && g_config.hugepage && vma::can_add(2) &&
+      os::advise_hugepage(reinterpret_cast<void*>(s->start), s->bytes(), true)) {
+    s->flags |= kLargeHugeAdv | kLargeMovedIn;
+    vma::note_added(2);
+  }
+  g_large_live++;
+  g_large_bytes += s->bytes();
+  note_peak();
+  return s;
+}
+
+Span* alloc_slab(size_t npages) {
+  LockGuard g(g_lock);
+  uint64_t now = os::now_ns();
+  maybe_purge_locked(now);
+  Span* s = take_run_locked(npages, 1, kRegionNormal, false);
+  if (!s) return nullptr;
+  Arena* a = s->arena;
+  size_t idx = index_of(a, s);
+  for (size_t i = 1; i < npages; i++) a->back[idx + i] = uint32_t(i);
+  s->kind = kSpanSlab;
+  s->flags = 0;
+  g_slabs++;
+  g_slab_bytes += s->bytes();
+  note_peak();
+  return s;
+}
+
+void free_span(Span* s) {
+  LockGuard g(g_lock);
+  uint64_t now = os::now_ns();
+  Arena* a = s->arena;
+  uint8_t flags = kFreeDirty;
+  if (s->kind == kSpanLarge) {
+    g_large_live--;
+    g_large_bytes -= s->bytes();
+    if (s->flags & kLargeMovedIn) flags |= kFreeSplit;
+  } else {
+    g_slabs--;
+    g_slab_bytes -= s->bytes();
+  }
+  size_t idx = index_of(a, s);
+  size_t n = s->npages;
+  clear_head(s);
+  put_run_locked(a, idx, n, flags, now);
+  maybe_purge_locked(now);
+}
+
+size_t purge(bool all) {
+  LockGuard g(g_lock);
+  size_t before = g_purged_bytes;
+  if (all) {
+    while (g_lru_tail) purge_run_locked(g_lru_tail);
+    g_next_purge_ns = ~uint64_t{0};
+  } else {
+    maybe_purge_locked(os::now_ns());
+  }
+  return g_purged_bytes - before;
+}
+
+void fork_prepare() { g_lock.lock(); }
+void fork_parent() { g_lock.unlock(); }
+void fork_child() { g_lock.reset_in_child(); }
+
+void get_stats(Stats* out) {
+  LockGuard g(g_lock);
+  out->mapped = g_mapped_bytes;
+  out->arenas = g_arena_count;
+  out->large_live = g_large_live;
+  out->large_bytes = g_large_bytes;
+  out->slab_bytes = g_slab_bytes;
+  out->slabs = g_slabs;
+  out->free_bytes = g_free_bytes;
+  out->dirty_bytes = g_dirty_bytes;
+  out->purged_bytes = g_purged_bytes;
+  out->peak_bytes = g_peak_bytes;
+  out->heals = g_heals;
+}
+
+void get_reloc_stats(RelocStats* out) {
+  size_t* o = &out->realloc_inplace;
+  for (int i = 0; i < 12; i++) o[i] = g_reloc[i].load(std::memory_order_relaxed);
+}
+
+}  // namespace remalloc::pages

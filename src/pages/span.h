@@ -1,0 +1,103 @@
+// page heap: spans and arenas.
+//
+// An arena is a large reservation of address space (64 MiB aligned, a
+// multiple of 64 MiB), mapped read-write and NORESERVE, carved into runs of
+// pages. Every run has a Span descriptor at its first page's slot in the
+// arena's `meta` array; `back[i]` holds how many pages page i lies after the
+// first page of its run (set for every page of a slab, for the first and last
+// page of a free run, for the first page only of a large block). Lookups
+// verify what `back` says (the run must contain the address), so stale
+// entries are harmless.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "base/base.h"
+
+namespace remalloc {
+
+struct Heap;  // owner of a slab (small heaps layer); opaque here
+struct Arena;
+
+enum SpanKind : uint8_t { kSpanNone = 0, kSpanFree = 1, kSpanLarge = 2, kSpanSlab = 3 };
+
+// Flags of free runs.
+constexpr uint8_t kFreeDirty = 1;  // may hold touched pages
+constexpr uint8_t kFreeSplit = 2;  // page moves may have split its VMA
+// Flags of large blocks.
+constexpr uint8_t kLargeMovedIn = 1;   // its pages arrived by mremap (own VMA)
+constexpr uint8_t kLargeHugeAdv = 2;   // MADV_HUGEPAGE was applied
+
+struct Span {
+  uint8_t kind = 0;        // SpanKind
+  uint8_t flags = 0;       // kFree* or kLarge*
+  uint8_t size_class = 0;  // slab: its class
+  uint8_t in_list = 0;     // free run: which bin set it is in (1 + region), 0 none
+  uint32_t bump = 0;       // slab: blocks ever linked into the free list
+  size_t npages = 0;       // pages in the run
+  uintptr_t start = 0;     // address of the first page
+  Arena* arena = nullptr;
+  Span* next = nullptr;          // free: bin list; slab: the owner heap's list
+  Span* prev = nullptr;
+  // ---- free runs
+  Span* lru_next = nullptr;      // purge list (dirty or split runs), oldest at tail
+  Span* lru_prev = nullptr;
+  uint64_t free_ns = 0;    // when it became dirty
+  // ---- large blocks
+  size_t requested = 0;    // bytes asked for (statistics)
+  // ---- slabs (owned by the small heaps layer)
+  void* free_list = nullptr;     // blocks free for the owner, singly linked
+  Heap* heap = nullptr;          // owner
+  // Remote frees: a list of blocks; bit 0 set means "the owner found this
+  // slab full: send frees to the heap's delayed list instead".
+  std::atomic<uintptr_t> remote{0};
+  uint32_t used = 0;       // blocks handed out and not yet freed to the owner
+  uint32_t capacity = 0;   // blocks in the slab
+  uint32_t block_size = 0;
+  uint32_t recip = 0;      // ceil(2^32 / block_size): exact division check
+  uint8_t is_full = 0;     // owner: slab is on the heap's full list
+
+  size_t bytes() const { return npages << kPageShift; }
+  uintptr_t end() const { return start + bytes(); }
+};
+
+constexpr unsigned kArenaMapShift = 26;  // arenas are 64 MiB aligned
+constexpr size_t kArenaGranule = size_t{1} << kArenaMapShift;
+constexpr unsigned kAddressBits = 47;
+constexpr size_t kArenaMapSize = size_t{1} << (kAddressBits - kArenaMapShift);
+
+struct Arena {
+  uintptr_t base;
+  size_t npages;
+  Span* meta;          // npages descriptors
+  uint32_t* back;      // npages offsets to the run's first page
+  size_t meta_bytes;   // size of the metadata reservation (meta + back)
+  Arena* next_arena;
+  uint8_t region;      // 0: normal (mremap moves), 1: uffd-registered
+  uint32_t uffd_gen;   // registration generation
+  size_t bytes() const { return npages << kPageShift; }
+};
+
+namespace pages {
+// The arena map: one entry per 64 MiB of address space.
+extern Arena* g_arena_map[kArenaMapSize];
+
+RM_INLINE Arena* arena_of(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (RM_UNLIKELY(a >> kAddressBits)) return nullptr;
+  return g_arena_map[a >> kArenaMapShift];
+}
+
+// The run holding p according to the metadata, or nullptr. For a slab the
+// result contains p; for other kinds the caller checks what it needs.
+RM_INLINE Span* span_of(const void* p) {
+  Arena* a = arena_of(p);
+  if (RM_UNLIKELY(!a)) return nullptr;
+  size_t idx = (reinterpret_cast<uintptr_t>(p) - a->base) >> kPageShift;
+  Span* s = &a->meta[idx - a->back[idx]];
+  return s;
+}
+}  // namespace pages
+
+}  // namespace remalloc

@@ -1,0 +1,150 @@
+// platform: reserve/purge/remap system calls and small /proc readers.
+#include "platform/os.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+extern char** environ;
+
+namespace remalloc::os {
+
+void* reserve(size_t size, size_t align) {
+  if (size == 0 || size > (size_t{1} << 46)) return nullptr;
+  const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  const int prot = PROT_READ | PROT_WRITE;
+  if (align <= kPageSize) {
+    void* p = mmap(nullptr, size, prot, flags, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+  // Over-reserve, then trim both ends to the alignment.
+  size_t total = size + align;
+  if (total < size) return nullptr;
+  void* raw = mmap(nullptr, total, prot, flags, -1, 0);
+  if (raw == MAP_FAILED) {
+    // Under RLIMIT_AS the slack may not fit: try an aligned hint instead.
+    void* p = mmap(nullptr, size, prot, flags, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    if ((reinterpret_cast<uintptr_t>(p) & (align - 1)) == 0) return p;
+    munmap(p, size);
+    return nullptr;
+  }
+  uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = align_up(start, align);
+  if (aligned > start) munmap(raw, aligned - start);
+  uintptr_t end = start + total;
+  if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - (aligned + size));
+  return reinterpret_cast<void*>(aligned);
+}
+
+void release(void* p, size_t size) {
+  if (size) munmap(p, size);
+}
+
+bool purge(void* p, size_t size) {
+  if (size == 0) return true;
+  return madvise(p, size, MADV_DONTNEED) == 0;
+}
+
+bool remap_fresh(void* p, size_t size) {
+  if (size == 0) return true;
+  void* r = mmap(p, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  return r == p;
+}
+
+bool advise_hugepage(void* p, size_t size, bool on) {
+  if (size == 0) return true;
+  return madvise(p, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0;
+}
+
+uint64_t now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+static ssize_t read_file(const char* path, char* buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t n = 0;
+  while (n + 1 < cap) {
+    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += size_t(r);
+  }
+  close(fd);
+  buf[n] = 0;
+  return ssize_t(n);
+}
+
+static long parse_long(const char* s, bool* ok) {
+  while (*s == ' ' || *s == '\t') s++;
+  bool neg = false;
+  if (*s == '-') {
+    neg = true;
+    s++;
+  }
+  if (*s < '0' || *s > '9') {
+    *ok = false;
+    return 0;
+  }
+  long v = 0;
+  while (*s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0');
+  *ok = true;
+  return neg ? -v : v;
+}
+
+size_t resident_bytes() {
+  char buf[128];
+  if (read_file("/proc/self/statm", buf, sizeof buf) <= 0) return 0;
+  const char* s = buf;
+  while (*s && *s != ' ') s++;  // skip total size
+  bool ok;
+  long pages = parse_long(s, &ok);
+  return ok && pages > 0 ? size_t(pages) * size_t(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+long read_long_file(const char* path, long fallback) {
+  char buf[64];
+  if (read_file(path, buf, sizeof buf) <= 0) return fallback;
+  bool ok;
+  long v = parse_long(buf, &ok);
+  return ok ? v : fallback;
+}
+
+long count_maps() {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[4096];
+  long lines = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    for (ssize_t i = 0; i < r; i++) lines += buf[i] == '\n';
+  }
+  close(fd);
+  return lines;
+}
+
+const char* env_lookup(const char* name) {
+  char** env = environ;
+  if (!env) return nullptr;
+  for (; *env; env++) {
+    const char* e = *env;
+    const char* n = name;
+    while (*n && *e == *n) {
+      e++;
+      n++;
+    }
+    if (*n == 0 && *e == '=') return e + 1;
+  }
+  return nullptr;
+}
+
+}  // namespace remalloc::os

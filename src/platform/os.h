@@ -1,0 +1,44 @@
+// platform: the only place that makes memory system calls.
+//
+// Contract shared by every function here: addresses and lengths are
+// multiples of kPageSize unless said otherwise; a length of 0 is a no-op;
+// none of them allocates, and none calls libc's allocator. Failures are
+// reported by return value (nullptr / false) with errno left as the kernel
+// set it, never by aborting.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "base/base.h"
+
+namespace remalloc::os {
+
+// Reserves `size` bytes of address space aligned to `align` (a power of two,
+// at least a page), mapped read-write, private, anonymous and not charged
+// against commit (MAP_NORESERVE): pages cost memory only once touched.
+void* reserve(size_t size, size_t align);
+void release(void* p, size_t size);
+// Gives the pages' memory back (MADV_DONTNEED): the range stays mapped and
+// reads as zeros afterwards.
+bool purge(void* p, size_t size);
+// Replaces the range with a fresh anonymous mapping (mmap MAP_FIXED): purges
+// like purge() and also lets the range merge back into one VMA with its
+// neighbours after page moves split it.
+bool remap_fresh(void* p, size_t size);
+// Transparent huge page advice (2 MiB aligned ranges).
+bool advise_hugepage(void* p, size_t size, bool on);
+
+// Monotonic time in nanoseconds (vDSO, cheap).
+uint64_t now_ns();
+// Resident set size of the process in bytes (from /proc/self/statm), 0 if
+// unknown.
+size_t resident_bytes();
+// Reads a small decimal integer from a file such as /proc/sys/vm/max_map_count;
+// returns `fallback` on failure.
+long read_long_file(const char* path, long fallback);
+// Counts the lines of /proc/self/maps (the process's VMAs); -1 on failure.
+long count_maps();
+// Environment lookup from `environ` without getenv (usable while preloading).
+const char* env_lookup(const char* name);
+
+}  // namespace remalloc::os
