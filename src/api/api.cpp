@@ -100,7 +100,7 @@ RM_NOINLINE void free_slow(Span* s, void* p) {
 size_t usable_size(const void* p) {
   if (!p) return 0;
   Span* s = pages::span_of(p);
-  if (s && s->kind == kSpanSlab && heap::is_block(s, p)) return s->block_size;
+  if (s && heap::is_block(s, p)) return s->block_size;
   if (s && pages::is_large_start(s, p)) return s->bytes();
   invalid(p, "malloc_usable_size(): invalid pointer");
   return 0;
@@ -118,7 +118,7 @@ void* realloc(void* p, size_t size) {
   }
   Span* s = pages::span_of(p);
   size_t old;
-  if (s && s->kind == kSpanSlab && heap::is_block(s, p)) {
+  if (s && heap::is_block(s, p)) {
     old = s->block_size;
     // Stay when it fits and does not waste more than half.
     if (size <= old && size * 2 >= old) return p;

@@ -34,7 +34,7 @@ RM_INLINE void* malloc(size_t size) {
 RM_INLINE void free(void* p) {
   if (RM_UNLIKELY(!p)) return;
   Span* s = pages::span_of(p);
-  if (RM_LIKELY(s && s->kind == kSpanSlab && heap::is_block(s, p))) {
+  if (RM_LIKELY(s && heap::is_block(s, p))) {
     heap::free_small(s, p);
     return;
   }

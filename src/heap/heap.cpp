@@ -15,10 +15,10 @@ namespace remalloc::heap {
 Span g_empty_span;
 
 constinit Heap g_empty_heap;
-constinit thread_local Heap* tl_heap = &g_empty_heap;
+__thread Heap* tl_heap = &g_empty_heap;
 
 enum : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadDead = 2 };
-static constinit thread_local uint8_t tl_state = kThreadNew;
+static __thread uint8_t tl_state = kThreadNew;
 
 enum : uint32_t { kHeapLive = 0, kHeapAbandoned = 1, kHeapBackstop = 2 };
 
@@ -131,6 +131,7 @@ static uint32_t collect_remote(Span* s) {
 
 static void release_slab(Span* s) {
   s->heap = nullptr;
+  s->slab_bytes = 0;
   pages::free_span(s);
 }
 
@@ -190,6 +191,7 @@ static Span* new_slab(Heap* h, unsigned c) {
   s->remote.store(0, std::memory_order_relaxed);
   s->is_full = 0;
   s->heap = h;
+  s->slab_bytes = uint32_t(s->bytes());
   avail_push_front(h, s);
   return s;
 }

@@ -46,7 +46,9 @@ struct Heap {
 namespace heap {
 
 extern Heap g_empty_heap;
-extern thread_local Heap* tl_heap;
+// __thread, not thread_local: no dynamic initialisation, so no TLS wrapper
+// call on the fast path.
+extern __thread Heap* tl_heap;
 
 void* malloc_slow(size_t size);
 void free_local_slow(Heap* h, Span* s);
@@ -74,12 +76,12 @@ RM_INLINE void* malloc_small(size_t size) {
 void* malloc_aligned_small(size_t size, size_t align);
 
 // Is p a block boundary of slab s?
+// (False for every span that is not a slab: their slab_bytes is 0.)
 RM_INLINE bool is_block(const Span* s, const void* p) {
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  if (RM_UNLIKELY(a < s->start || a >= s->end())) return false;
-  uint64_t off = a - s->start;
+  uint64_t off = reinterpret_cast<uintptr_t>(p) - s->start;
+  if (RM_UNLIKELY(off >= s->slab_bytes)) return false;
   uint64_t q = (off * s->recip) >> 32;
-  return q * s->block_size == off;
+  return uint32_t(q) * s->block_size == uint32_t(off);
 }
 
 RM_INLINE void free_small(Span* s, void* p) {

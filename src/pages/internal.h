@@ -43,7 +43,8 @@ void maybe_purge_locked(uint64_t now);
 // The free run starting at page idx of a, or nullptr.
 Span* free_run_at(Arena* a, size_t idx);
 // Makes pages [idx, idx+n) one free run without coalescing.
-Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t);
+// Dirty/split pages lie within [lo, hi) (clipped to the run).
+Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t lo, size_t hi);
 // Marks a span as a live large block of `npages`.
 void init_large(Span* s, size_t npages, size_t requested);
 

@@ -92,7 +92,7 @@ void unlink_free_locked(Span* f) {
   bin_remove(f);
   lru_remove(f);
   g_free_bytes -= f->bytes();
-  if (f->flags & kFreeDirty) g_dirty_bytes -= f->bytes();
+  if (f->flags & kFreeDirty) g_dirty_bytes -= (f->maint_hi - f->maint_lo) << kPageShift;
 }
 
 static void clear_head(Span* s) {
@@ -119,8 +119,18 @@ Span* free_run_at(Arena* a, size_t idx) {
   return nullptr;
 }
 
-Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t) {
+Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t lo,
+                size_t hi) {
   Span* f = &a->meta[idx];
+  // Clip the hull to the run.
+  if (lo < idx) lo = idx;
+  if (hi > idx + n) hi = idx + n;
+  if (!(flags & (kFreeDirty | kFreeSplit)) || lo >= hi) {
+    lo = hi = idx;
+    flags &= uint8_t(~(kFreeDirty | kFreeSplit));
+  }
+  f->maint_lo = lo;
+  f->maint_hi = hi;
   f->kind = kSpanFree;
   f->flags = flags;
   f->npages = n;
@@ -134,30 +144,50 @@ Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t) {
   bin_insert(f, Region(a->region));
   if (flags & (kFreeDirty | kFreeSplit)) lru_push(f);
   g_free_bytes += f->bytes();
-  if (flags & kFreeDirty) g_dirty_bytes += f->bytes();
+  if (flags & kFreeDirty) g_dirty_bytes += (hi - lo) << kPageShift;
   return f;
 }
 
 static void purge_run_locked(Span* f) {
   bool split = (f->flags & kFreeSplit) && f->arena->region == kRegionNormal;
-  bool ok = split ? os::remap_fresh(reinterpret_cast<void*>(f->start), f->bytes())
-                  : os::purge(reinterpret_cast<void*>(f->start), f->bytes());
+  Arena* a = f->arena;
+  // A heal re-maps the whole run, so that it merges with its neighbours.
+  size_t lo = split ? index_of(a, f) : f->maint_lo;
+  size_t hi = split ? index_of(a, f) + f->npages : f->maint_hi;
+  void* p = reinterpret_cast<void*>(a->base + (lo << kPageShift));
+  size_t len = (hi - lo) << kPageShift;
+  bool ok = split ? os::remap_fresh(p, len) : os::purge(p, len);
   if (!ok) return;
   if (split) {
     g_heals++;
     vma::note_changed();
   }
   if (f->flags & kFreeDirty) {
-    g_dirty_bytes -= f->bytes();
-    g_purged_bytes += f->bytes();
+    size_t dirty = (f->maint_hi - f->maint_lo) << kPageShift;
+    g_dirty_bytes -= dirty;
+    g_purged_bytes += dirty;
   }
   f->flags = 0;
+  f->maint_lo = f->maint_hi = index_of(a, f);
   lru_remove(f);
 }
 
 void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now) {
+  size_t lo = idx, hi = idx + n;  // hull of pages needing maintenance
+  if (!(flags & (kFreeDirty | kFreeSplit))) lo = hi = 0;
+  auto join = [&](const Span* o) {
+    if (!(o->flags & (kFreeDirty | kFreeSplit))) return;
+    if (lo == hi) {
+      lo = o->maint_lo;
+      hi = o->maint_hi;
+    } else {
+      if (o->maint_lo < lo) lo = o->maint_lo;
+      if (o->maint_hi > hi) hi = o->maint_hi;
+    }
+  };
   // Coalesce with free neighbours (same arena only).
   if (Span* l = free_run_before(a, idx)) {
+    join(l);
     size_t lidx = index_of(a, l);
     uint8_t lflags = l->flags;
     uint64_t lt = l->free_ns;
@@ -169,6 +199,7 @@ void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now)
     flags |= lflags;
   }
   if (Span* r = free_run_at(a, idx + n)) {
+    join(r);
     uint8_t rflags = r->flags;
     uint64_t rt = r->free_ns;
     unlink_free_locked(r);
@@ -177,7 +208,7 @@ void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now)
     if (rflags & kFreeDirty) now = now > rt ? now : rt;
     flags |= rflags;
   }
-  Span* f = make_free(a, idx, n, flags, now);
+  Span* f = make_free(a, idx, n, flags, now, lo, hi);
   // Near the VMA budget, heal split runs at once rather than after the delay.
   if ((flags & kFreeSplit) && vma::estimate() > vma::budget() / 2) purge_run_locked(f);
   if ((flags & kFreeDirty) && g_next_purge_ns == ~uint64_t{0})
@@ -243,9 +274,14 @@ Span* take_run_locked(size_t npages, size_t align, Region region, bool room_afte
   uint64_t t = f->free_ns;
   unlink_free_locked(f);
   clear_head(f);
-  if (skip) make_free(a, idx, skip, flags, t);
+  size_t lo = f->maint_lo, hi = f->maint_hi;
+  if (skip) make_free(a, idx, skip, flags, t, lo, hi);
   size_t tail = total - skip - npages;
-  if (tail) make_free(a, idx + skip + npages, tail, flags, t);
+  if (tail) make_free(a, idx + skip + npages, tail, flags, t, lo, hi);
+  // The taken part is dirty only where the hull covers it.
+  if (lo < idx + skip) lo = idx + skip;
+  if (hi > idx + skip + npages) hi = idx + skip + npages;
+  if (lo >= hi) flags &= uint8_t(~kFreeDirty);
   Span* s = &a->meta[idx + skip];
   s->kind = kSpanNone;
   s->flags = flags;

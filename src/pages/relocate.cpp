@@ -42,7 +42,7 @@ static bool grow_in_place(Span* s, size_t new_pages, size_t new_size) {
   unlink_free_locked(r);
   r->kind = kSpanNone;
   r->flags = 0;
-  if (rn > need) make_free(a, ridx + need, rn - need, rflags, rt);
+  if (rn > need) make_free(a, ridx + need, rn - need, rflags, rt, r->maint_lo, r->maint_hi);
   s->npages = new_pages;
   s->requested = new_size;
   if (rflags & kFreeSplit) s->flags |= kLargeMovedIn;

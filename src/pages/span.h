@@ -44,6 +44,10 @@ struct Span {
   Span* lru_next = nullptr;      // purge list (dirty or split runs), oldest at tail
   Span* lru_prev = nullptr;
   uint64_t free_ns = 0;    // when it became dirty
+  // The pages that may be dirty or split lie in [maint_lo, maint_hi) (page
+  // indexes in the arena): purging touches only that hull.
+  size_t maint_lo = 0;
+  size_t maint_hi = 0;
   // ---- large blocks
   size_t requested = 0;    // bytes asked for (statistics)
   // ---- slabs (owned by the small heaps layer)
@@ -57,6 +61,9 @@ struct Span {
   uint32_t block_size = 0;
   uint32_t recip = 0;      // ceil(2^32 / block_size): exact division check
   uint8_t is_full = 0;     // owner: slab is on the heap's full list
+  // Bytes of the slab; 0 for every span that is not a slab, so one compare
+  // both checks the kind and that an address lies inside.
+  uint32_t slab_bytes = 0;
 
   size_t bytes() const { return npages << kPageShift; }
   uintptr_t end() const { return start + bytes(); }
