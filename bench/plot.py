@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Charts for bench/compare: one SVG per workload group, from results.json.
 
-usage: plot.py RESULTS_JSON OUT_DIR
+usage: plot.py RESULTS_JSON OUT_DIR [svg|png]
 
 Each chart has grouped bars, one group per workload and one bar per
 allocator, of the ratio to the best allocator of that workload (1 = best,
@@ -45,10 +45,11 @@ def ratios(doc, group):
     return panels
 
 
-def with_matplotlib(doc, out_dir):
+def with_matplotlib(doc, out_dir, fmt):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     charts = {}
     for group, slug in SLUG.items():
@@ -62,9 +63,16 @@ def with_matplotlib(doc, out_dir):
             width = 0.8 / max(n, 1)
             for i, (alloc, vals) in enumerate(table.items()):
                 xs = [k + (i - (n - 1) / 2) * width for k in range(len(wls))]
-                ys = [v if v is not None else 0 for v in vals]
-                ax.bar(xs, ys, width, label=alloc)
+                # Bars rise from 0.8, so that the best (1.0) still shows one.
+                hs = [v - 0.8 if v is not None else 0 for v in vals]
+                ax.bar(xs, hs, width, label=alloc, bottom=0.8)
             ax.set_yscale("log")
+            ax.set_ylim(bottom=0.8)
+            hi = max([v for vals in table.values() for v in vals if v is not None] or [1.0])
+            subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if hi <= 10 else (1.0, 2.0, 5.0) if hi <= 100 else (1.0, 3.0)
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "%g×" % v))
+            ax.yaxis.set_minor_formatter(NullFormatter())
             ax.axhline(1.0, color="black", linewidth=0.6)
             ax.set_xticks(range(len(wls)))
             ax.set_xticklabels(wls, rotation=20, ha="right", fontsize=8)
@@ -73,14 +81,14 @@ def with_matplotlib(doc, out_dir):
         axes[0, 0].legend(fontsize=8, ncol=min(5, len(panels[0][2])))
         fig.suptitle("%s — %s mode, lower is better" % (group, doc["meta"]["mode"]))
         fig.tight_layout()
-        name = "chart-%s.svg" % slug
-        fig.savefig(os.path.join(out_dir, name))
+        name = "chart-%s.%s" % (slug, fmt)
+        fig.savefig(os.path.join(out_dir, name), dpi=110)
         plt.close(fig)
         charts[group] = name
     return charts
 
 
-def with_gnuplot(doc, out_dir):
+def with_gnuplot(doc, out_dir, fmt):
     charts = {}
     for group, slug in SLUG.items():
         panels = ratios(doc, group)
@@ -94,9 +102,9 @@ def with_gnuplot(doc, out_dir):
             for k, w in enumerate(wls):
                 f.write('"%s" ' % w + " ".join(
                     "%g" % table[a][k] if table[a][k] is not None else "NaN" for a in names) + "\n")
-        name = "chart-%s.svg" % slug
+        name = "chart-%s.%s" % (slug, fmt)
         script = "\n".join([
-            "set terminal svg size 900,420",
+            "set terminal %s size 900,420" % ("pngcairo" if fmt == "png" else "svg"),
             "set output '%s'" % os.path.join(out_dir, name),
             "set title '%s: %s, lower is better'" % (group, title),
             "set style data histograms", "set style histogram cluster gap 1",
@@ -113,17 +121,18 @@ def with_gnuplot(doc, out_dir):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["svg"], ["png"]):
         sys.exit(__doc__)
     with open(sys.argv[1]) as f:
         doc = json.load(f)
     out_dir = sys.argv[2]
+    fmt = sys.argv[3] if len(sys.argv) == 4 else "svg"
     notes = []
     try:
-        charts = with_matplotlib(doc, out_dir)
+        charts = with_matplotlib(doc, out_dir, fmt)
     except ImportError:
         if shutil.which("gnuplot"):
-            charts = with_gnuplot(doc, out_dir)
+            charts = with_gnuplot(doc, out_dir, fmt)
             notes.append("matplotlib not found: charts drawn by gnuplot (time only)")
         else:
             charts = {}

@@ -306,6 +306,10 @@ class Result {
     app("}\n");
     fputs(buf_, stdout);
     fflush(stdout);
+    if (pm == 0) {  // the numbers above are not the allocator's that was asked for
+      fprintf(stderr, "FAILED: LD_PRELOAD=%s is not mapped into the process\n", getenv("LD_PRELOAD"));
+      exit(5);
+    }
   }
 
  private:

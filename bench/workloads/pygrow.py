@@ -9,6 +9,7 @@ LD_PRELOAD reaches the interpreter's malloc.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -78,7 +79,13 @@ def main():
         "list_seconds": t[2] - t[1],
         "dict_seconds": t[3] - t[2],
     }
+    pre = os.environ.get("LD_PRELOAD", "").split(":")[0].split(" ")[0]
+    if pre:
+        with open("/proc/self/maps") as f:
+            res["preload_mapped"] = int(os.path.basename(pre) in f.read())
     print("RESULT " + json.dumps(res), flush=True)
+    if res.get("preload_mapped") == 0:
+        sys.exit("FAILED: LD_PRELOAD=%s is not mapped into the process" % pre)
 
 
 if __name__ == "__main__":
