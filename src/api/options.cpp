@@ -26,6 +26,7 @@ static Option g_options[kNumOptions] = {
     {"hugepage", 0, "", "advise transparent huge pages for huge blocks (1)"},
     {"vma_budget", 0, "", "VMAs remalloc may let the process reach (0: max_map_count/4)"},
     {"abort_on_invalid", 1, "", "abort on an invalid free (0: warn and count)"},
+    {"grow_inplace", 1, "", "grow large blocks in place when free pages follow (0: always move)"},
 };
 
 static bool lower_eq(const char* a, const char* b) {
@@ -52,7 +53,7 @@ static bool parse(Id id, const char* s, long* out) {
       }
     return false;
   }
-  if (id == kVerbose || id == kHugepage || id == kAbortOnInvalid) {
+  if (id == kVerbose || id == kHugepage || id == kAbortOnInvalid || id == kGrowInplace) {
     if (lower_eq(s, "true") || lower_eq(s, "yes") || lower_eq(s, "on")) {
       *out = 1;
       return true;
@@ -137,6 +138,7 @@ void apply() {
   size_t ht = size_t(g_options[kHugeThreshold].value) << 10;
   c.huge_threshold = ht < kPageSize ? kPageSize : ht;
   c.hugepage = g_options[kHugepage].value != 0;
+  c.grow_inplace = g_options[kGrowInplace].value != 0;
   vma::set_budget(size_t(g_options[kVmaBudget].value));
 }
 

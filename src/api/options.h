@@ -18,6 +18,7 @@ enum Id : int {
   kHugepage,
   kVmaBudget,
   kAbortOnInvalid,
+  kGrowInplace,
   kNumOptions
 };
 

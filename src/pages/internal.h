@@ -16,6 +16,7 @@ struct Config {
   int mover = -1;                             // -1 auto, else movers::Kind
   bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
   size_t shrink_slack_pages = 0;              // shrink only when freeing more
+  bool grow_inplace = true;                   // claim following free pages
 };
 extern Config g_config;
 

@@ -101,7 +101,7 @@ void* realloc_large(Span* s, size_t new_size) {
     }
     return shrink(s, new_pages, new_size);
   }
-  if (grow_in_place(s, new_pages, new_size)) return reinterpret_cast<void*>(s->start);
+  if (g_config.grow_inplace && grow_in_place(s, new_pages, new_size)) return reinterpret_cast<void*>(s->start);
 
   // Move. Choose the movers to try, cheapest safe first.
   const size_t len = s->bytes();
@@ -157,12 +157,12 @@ void* realloc_large(Span* s, size_t new_size) {
     } else {
       ok = movers::move_copy(to, from, len, !small, &out);
     }
+    if (out.fork_busy) count(kFallback_fork);
     if (!ok) {
       count(kFallback_error);
       continue;
     }
     if (out.partial) count(kFallback_error);
-    if (out.fork_busy) count(kFallback_fork);
     count(kind == movers::kMremap ? kMoves_mremap : kind == movers::kUffd ? kMoves_uffd : kMoves_copy);
     count(kBytes_moved, out.moved);
     count(kBytes_copied, out.copied);
