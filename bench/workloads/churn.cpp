@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   wl::Args a = wl::parse_args(argc, argv);
   const size_t live = wl::pick<size_t>(a, 2000, 50000, 200000);
   const size_t nursery = live / 16;
-  const size_t steps = wl::pick<size_t>(a, 50000, 1000000, 20000000);
+  const size_t steps = wl::pick<size_t>(a, 50000, 800000, 20000000);
   wl::Rng r(a.seed);
   std::vector<Obj> table(live);
   std::vector<Obj> temps(16);

@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   wl::Args a = wl::parse_args(argc, argv);
   const int T = a.threads;
   const size_t slots = wl::pick<size_t>(a, 500, 5000, 20000);
-  const size_t steps = wl::pick<size_t>(a, 20000, 1500000, 10000000);  // per thread
+  const size_t steps = wl::pick<size_t>(a, 20000, 1000000, 10000000);  // per thread
   const size_t batch = 64, every = 256;
   std::vector<Mailbox> box(static_cast<size_t>(T));
   std::atomic<int> ready{0};

@@ -16,7 +16,7 @@ import time
 SCALES = {
     # bytearray bytes, list items, dict items
     "tiny": (8 << 20, 200_000, 100_000),
-    "short": (128 << 20, 2_000_000, 1_000_000),
+    "short": (96 << 20, 1_500_000, 750_000),
     "full": (2048 << 20, 30_000_000, 10_000_000),
 }
 CHUNK = 64 << 10

@@ -132,7 +132,7 @@ void case_vector(const wl::Args& a, Stats& st) {
   size_t largest = wl::pick<size_t>(a, 1 * MiB, 16 * MiB, 64 * MiB);
   // Each final size gets about the same number of bytes in total, so small
   // sizes run many vectors and large ones few.
-  size_t budget = wl::pick<size_t>(a, 4 * MiB, 64 * MiB, 512 * MiB);
+  size_t budget = wl::pick<size_t>(a, 4 * MiB, 48 * MiB, 512 * MiB);
   const size_t K = 8;  // vectors grown side by side, as in real programs
   uint64_t cookie = wl::kCookie;
   for (size_t target = 4 * KiB; target <= largest; target *= 4) {
@@ -174,7 +174,7 @@ void case_vector(const wl::Args& a, Stats& st) {
 }
 
 void case_single_move(const wl::Args& a, Stats& st, double& touch_seconds) {
-  size_t n = wl::pick<size_t>(a, 16 * MiB, 256 * MiB, 1024 * MiB);
+  size_t n = wl::pick<size_t>(a, 16 * MiB, 128 * MiB, 1024 * MiB);
   double t0 = wl::now();
   void* p = new_buffer(n, wl::kCookie);
   void* second = new_buffer(n, wl::kCookie + 1);
@@ -246,7 +246,7 @@ int main(int argc, char** argv) {
   } else if (a.which == "single_move") {
     double touch = 0;
     case_single_move(a, st, touch);
-    res.num("touch_seconds", touch).integer("bytes", static_cast<long long>(wl::pick<size_t>(a, 16 * MiB, 256 * MiB, 1024 * MiB)));
+    res.num("touch_seconds", touch).integer("bytes", static_cast<long long>(wl::pick<size_t>(a, 16 * MiB, 128 * MiB, 1024 * MiB)));
   } else if (a.which == "mremap_ref") {
     double m = 0, c = 0;
     size_t bytes = 0, copy_bytes = 0;

@@ -54,7 +54,7 @@ bool for_lines(const char* path, F&& f) {
 int gen(const char* scale, const char* path) {
   size_t target;
   if (!strcmp(scale, "tiny")) target = 256u << 10;
-  else if (!strcmp(scale, "short")) target = 24u << 20;
+  else if (!strcmp(scale, "short")) target = 16u << 20;
   else if (!strcmp(scale, "full")) target = 400u << 20;
   else return usage();
   FILE* out = fopen(path, "we");
