@@ -27,6 +27,8 @@ static Option g_options[kNumOptions] = {
     {"vma_budget", 0, "", "VMAs remalloc may let the process reach (0: max_map_count/4)"},
     {"abort_on_invalid", 1, "", "abort on an invalid free (0: warn and count)"},
     {"grow_inplace", 1, "", "grow large blocks in place when free pages follow (0: always move)"},
+    {"dirty_max", 64, "MiB", "free memory kept unpurged at most; past it, purge at once"},
+    {"grow_headroom", 1, "", "a block moved by realloc gets as much room again to grow into (1)"},
 };
 
 static bool lower_eq(const char* a, const char* b) {
@@ -53,7 +55,8 @@ static bool parse(Id id, const char* s, long* out) {
       }
     return false;
   }
-  if (id == kVerbose || id == kHugepage || id == kAbortOnInvalid || id == kGrowInplace) {
+  if (id == kVerbose || id == kHugepage || id == kAbortOnInvalid || id == kGrowInplace ||
+      id == kGrowHeadroom) {
     if (lower_eq(s, "true") || lower_eq(s, "yes") || lower_eq(s, "on")) {
       *out = 1;
       return true;
@@ -139,6 +142,8 @@ void apply() {
   c.huge_threshold = ht < kPageSize ? kPageSize : ht;
   c.hugepage = g_options[kHugepage].value != 0;
   c.grow_inplace = g_options[kGrowInplace].value != 0;
+  c.dirty_max = size_t(g_options[kDirtyMax].value) << 20;
+  c.grow_headroom = g_options[kGrowHeadroom].value != 0;
   vma::set_budget(size_t(g_options[kVmaBudget].value));
 }
 

@@ -19,6 +19,8 @@ enum Id : int {
   kVmaBudget,
   kAbortOnInvalid,
   kGrowInplace,
+  kDirtyMax,
+  kGrowHeadroom,
   kNumOptions
 };
 

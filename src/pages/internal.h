@@ -17,6 +17,8 @@ struct Config {
   bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
   size_t shrink_slack_pages = 0;              // shrink only when freeing more
   bool grow_inplace = true;                   // claim following free pages
+  size_t dirty_max = size_t{64} << 20;        // purge at once past this
+  bool grow_headroom = true;                  // moved blocks get room to grow
 };
 extern Config g_config;
 
@@ -35,12 +37,18 @@ extern size_t g_mapped_bytes;
 // `region` (making a new arena when needed). `room_after`: prefer a place
 // with free pages after it (for blocks that grow). The result has kind
 // kSpanNone and keeps the free run's flags in `flags` (dirty/split).
-Span* take_run_locked(size_t npages, size_t align_pages, Region region, bool room_after);
+// With `phase`, the run starts `phase` pages past an align boundary (so a
+// moved block keeps its offset inside 2 MiB and the kernel can move whole
+// page-table pages).
+Span* take_run_locked(size_t npages, size_t align_pages, Region region, bool room_after,
+                      size_t phase = 0);
 // Returns pages [idx, idx+n) of arena `a` to the free pool.
 void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now);
 // Removes free run `f` from its lists (to claim it).
 void unlink_free_locked(Span* f);
 void maybe_purge_locked(uint64_t now);
+// Heals all split free runs (takes the lock); false if there were none.
+bool heal_for_budget();
 // The free run starting at page idx of a, or nullptr.
 Span* free_run_at(Arena* a, size_t idx);
 // Makes pages [idx, idx+n) one free run without coalescing.

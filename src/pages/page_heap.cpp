@@ -32,6 +32,8 @@ struct BinSet {
 static BinSet g_bins[kNumRegions];
 static Span* g_lru_head;  // newest
 static Span* g_lru_tail;  // oldest
+static Span* g_split_head;  // free runs whose VMAs page moves may have split
+static size_t g_split_count;
 
 static size_t bin_of(size_t n) {
   if (n <= kExactBins) return n - 1;
@@ -88,9 +90,31 @@ static void lru_push(Span* f) {
   if (!g_lru_tail) g_lru_tail = f;
 }
 
+static void split_push(Span* f) {
+  f->split_prev = nullptr;
+  f->split_next = g_split_head;
+  if (g_split_head) g_split_head->split_prev = f;
+  g_split_head = f;
+  f->on_split = 1;
+  g_split_count++;
+}
+
+static void split_remove(Span* f) {
+  if (!f->on_split) return;
+  if (f->split_prev)
+    f->split_prev->split_next = f->split_next;
+  else
+    g_split_head = f->split_next;
+  if (f->split_next) f->split_next->split_prev = f->split_prev;
+  f->split_next = f->split_prev = nullptr;
+  f->on_split = 0;
+  g_split_count--;
+}
+
 void unlink_free_locked(Span* f) {
   bin_remove(f);
   lru_remove(f);
+  split_remove(f);
   g_free_bytes -= f->bytes();
   if (f->flags & kFreeDirty) g_dirty_bytes -= (f->maint_hi - f->maint_lo) << kPageShift;
 }
@@ -100,6 +124,8 @@ static void clear_head(Span* s) {
   s->flags = 0;
   s->in_list = 0;
   s->next = s->prev = s->lru_next = s->lru_prev = nullptr;
+  s->split_next = s->split_prev = nullptr;
+  s->on_split = 0;
 }
 
 // The free run ending right before page idx, or nullptr.
@@ -125,10 +151,11 @@ Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_
   // Clip the hull to the run.
   if (lo < idx) lo = idx;
   if (hi > idx + n) hi = idx + n;
-  if (!(flags & (kFreeDirty | kFreeSplit)) || lo >= hi) {
+  if (!(flags & kFreeDirty) || lo >= hi) {
     lo = hi = idx;
-    flags &= uint8_t(~(kFreeDirty | kFreeSplit));
+    flags &= uint8_t(~kFreeDirty);
   }
+  if (a->region != kRegionNormal) flags &= uint8_t(~kFreeSplit);
   f->maint_lo = lo;
   f->maint_hi = hi;
   f->kind = kSpanFree;
@@ -138,30 +165,38 @@ Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_
   f->arena = a;
   f->free_ns = t;
   f->next = f->prev = f->lru_next = f->lru_prev = nullptr;
+  f->split_next = f->split_prev = nullptr;
+  f->on_split = 0;
   f->in_list = 0;
   a->back[idx] = 0;
   a->back[idx + n - 1] = uint32_t(n - 1);
   bin_insert(f, Region(a->region));
-  if (flags & (kFreeDirty | kFreeSplit)) lru_push(f);
+  if (flags & kFreeDirty) lru_push(f);
+  if (flags & kFreeSplit) split_push(f);
   g_free_bytes += f->bytes();
   if (flags & kFreeDirty) g_dirty_bytes += (hi - lo) << kPageShift;
   return f;
 }
 
+// Gives back the memory of a free run's dirty hull (MADV_DONTNEED).
 static void purge_run_locked(Span* f) {
-  bool split = (f->flags & kFreeSplit) && f->arena->region == kRegionNormal;
   Arena* a = f->arena;
-  // A heal re-maps the whole run, so that it merges with its neighbours.
-  size_t lo = split ? index_of(a, f) : f->maint_lo;
-  size_t hi = split ? index_of(a, f) + f->npages : f->maint_hi;
-  void* p = reinterpret_cast<void*>(a->base + (lo << kPageShift));
-  size_t len = (hi - lo) << kPageShift;
-  bool ok = split ? os::remap_fresh(p, len) : os::purge(p, len);
-  if (!ok) return;
-  if (split) {
-    g_heals++;
-    vma::note_changed();
+  if (f->flags & kFreeDirty) {
+    size_t len = (f->maint_hi - f->maint_lo) << kPageShift;
+    if (!os::purge(reinterpret_cast<void*>(a->base + (f->maint_lo << kPageShift)), len)) return;
+    g_dirty_bytes -= len;
+    g_purged_bytes += len;
   }
+  f->flags &= uint8_t(~kFreeDirty);
+  f->maint_lo = f->maint_hi = index_of(a, f);
+  lru_remove(f);
+}
+
+// Re-maps a split free run fresh (mmap MAP_FIXED), which also purges it, so
+// it merges back into one VMA with its unmoved neighbours.
+static void heal_run_locked(Span* f) {
+  Arena* a = f->arena;
+  if (!os::remap_fresh(reinterpret_cast<void*>(f->start), f->bytes())) return;
   if (f->flags & kFreeDirty) {
     size_t dirty = (f->maint_hi - f->maint_lo) << kPageShift;
     g_dirty_bytes -= dirty;
@@ -170,13 +205,33 @@ static void purge_run_locked(Span* f) {
   f->flags = 0;
   f->maint_lo = f->maint_hi = index_of(a, f);
   lru_remove(f);
+  split_remove(f);
+  g_heals++;
+}
+
+// Heals every split free run and recounts the process's VMAs. Healing costs
+// a system call per run, so it waits until the estimate nears the budget.
+static void heal_all_locked() {
+  while (g_split_head) {
+    Span* f = g_split_head;
+    heal_run_locked(f);
+    if (f->on_split) split_remove(f);  // could not heal: forget it
+  }
+  vma::recount();
+}
+
+bool heal_for_budget() {
+  LockGuard g(g_lock);
+  if (!g_split_count) return false;
+  heal_all_locked();
+  return true;
 }
 
 void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now) {
-  size_t lo = idx, hi = idx + n;  // hull of pages needing maintenance
-  if (!(flags & (kFreeDirty | kFreeSplit))) lo = hi = 0;
+  size_t lo = idx, hi = idx + n;  // hull of dirty pages
+  if (!(flags & kFreeDirty)) lo = hi = 0;
   auto join = [&](const Span* o) {
-    if (!(o->flags & (kFreeDirty | kFreeSplit))) return;
+    if (!(o->flags & kFreeDirty)) return;
     if (lo == hi) {
       lo = o->maint_lo;
       hi = o->maint_hi;
@@ -209,31 +264,36 @@ void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now)
     flags |= rflags;
   }
   Span* f = make_free(a, idx, n, flags, now, lo, hi);
-  // Near the VMA budget, heal split runs at once rather than after the delay.
-  if ((flags & kFreeSplit) && vma::estimate() > vma::budget() / 2) purge_run_locked(f);
-  if ((flags & kFreeDirty) && g_next_purge_ns == ~uint64_t{0})
+  // Past half the VMA budget, heal split runs.
+  if ((f->flags & kFreeSplit) && vma::estimate() > vma::budget() / 2) heal_all_locked();
+  if ((f->flags & kFreeDirty) && g_next_purge_ns == ~uint64_t{0})
     g_next_purge_ns = now + g_config.purge_delay_ns;
-  else if (flags & kFreeSplit && g_next_purge_ns == ~uint64_t{0})
-    g_next_purge_ns = now + g_config.purge_delay_ns;
+  // Past the cap on memory held by free runs, purge the oldest at once (down
+  // to half the cap) instead of waiting: a program that frees a big block
+  // and goes idle gets its RSS back.
+  if (g_dirty_bytes > g_config.dirty_max) {
+    while (g_lru_tail && g_dirty_bytes > g_config.dirty_max / 2) purge_run_locked(g_lru_tail);
+    g_next_purge_ns = g_lru_tail ? g_lru_tail->free_ns + g_config.purge_delay_ns : ~uint64_t{0};
+  }
 }
 
 // Does run f hold `npages` aligned to `align` pages? Returns the offset.
-static bool fits(const Span* f, size_t npages, size_t align, size_t* skip) {
+static bool fits(const Span* f, size_t npages, size_t align, size_t phase, size_t* skip) {
   if (f->npages < npages) return false;
   size_t idx = index_of(f->arena, f);
   size_t s = 0;
   if (align > 1) {
-    // Align the address (arenas are 64 MiB aligned, so page index suffices).
-    size_t aligned = align_up(idx, align);
-    s = aligned - idx;
+    // Start at `phase` pages past an `align` boundary (arenas are 64 MiB
+    // aligned, so the page index inside the arena suffices).
+    s = (phase + align - (idx & (align - 1))) & (align - 1);
   }
   if (s + npages > f->npages) return false;
   *skip = s;
   return true;
 }
 
-static Span* find_locked(size_t npages, size_t align, Region region, size_t min_run,
-                         size_t* skip) {
+static Span* find_locked(size_t npages, size_t align, size_t phase, Region region,
+                         size_t min_run, size_t* skip) {
   BinSet& b = g_bins[region];
   size_t want = npages > min_run ? npages : min_run;
   size_t i = bin_of(want);
@@ -249,22 +309,23 @@ static Span* find_locked(size_t npages, size_t align, Region region, size_t min_
     if (i >= kBins) break;
     int budget = 16;
     for (Span* f = b.head[i]; f && budget--; f = f->next) {
-      if (f->npages >= want && fits(f, npages, align, skip)) return f;
+      if (f->npages >= want && fits(f, npages, align, phase, skip)) return f;
     }
     i++;
   }
   return nullptr;
 }
 
-Span* take_run_locked(size_t npages, size_t align, Region region, bool room_after) {
+Span* take_run_locked(size_t npages, size_t align, Region region, bool room_after,
+                      size_t phase) {
   size_t skip = 0;
   Span* f = nullptr;
-  if (room_after) f = find_locked(npages, align, region, npages * 2, &skip);
-  if (!f) f = find_locked(npages, align, region, npages, &skip);
+  if (room_after) f = find_locked(npages, align, phase, region, npages * 2, &skip);
+  if (!f) f = find_locked(npages, align, phase, region, npages, &skip);
   if (!f) {
-    if (!new_arena_locked(npages, align, region)) return nullptr;
-    if (room_after) f = find_locked(npages, align, region, npages * 2, &skip);
-    if (!f) f = find_locked(npages, align, region, npages, &skip);
+    if (!new_arena_locked(npages + phase, align, region)) return nullptr;
+    if (room_after) f = find_locked(npages, align, phase, region, npages * 2, &skip);
+    if (!f) f = find_locked(npages, align, phase, region, npages, &skip);
     if (!f) return nullptr;
   }
   Arena* a = f->arena;
@@ -377,6 +438,7 @@ size_t purge(bool all) {
   size_t before = g_purged_bytes;
   if (all) {
     while (g_lru_tail) purge_run_locked(g_lru_tail);
+    if (g_split_head) heal_all_locked();
     g_next_purge_ns = ~uint64_t{0};
   } else {
     maybe_purge_locked(os::now_ns());

@@ -52,9 +52,10 @@ static bool grow_in_place(Span* s, size_t new_pages, size_t new_size) {
   return true;
 }
 
-static Span* take_dst(size_t npages, size_t align, Region region, size_t new_size) {
+static Span* take_dst(size_t npages, size_t align, size_t phase, Region region,
+                      size_t new_size) {
   LockGuard g(g_lock);
-  Span* d = take_run_locked(npages, align, region, true);
+  Span* d = take_run_locked(npages, align, region, true, phase);
   if (!d) return nullptr;
   uint8_t f = d->flags;
   init_large(d, npages, new_size);
@@ -94,7 +95,9 @@ void* realloc_large(Span* s, size_t new_size) {
   size_t new_pages = pages_of(new_size);
   if (new_pages == 0) new_pages = 1;
   if (new_pages <= s->npages) {
-    if (s->npages - new_pages <= g_config.shrink_slack_pages) {
+    // Growing into the room the block already has, or a shrink too small to
+    // give a page back: nothing moves.
+    if (new_size >= s->requested || s->npages - new_pages <= g_config.shrink_slack_pages) {
       s->requested = new_size;
       count(kRealloc_inplace);
       return reinterpret_cast<void*>(s->start);
@@ -106,7 +109,10 @@ void* realloc_large(Span* s, size_t new_size) {
   // Move. Choose the movers to try, cheapest safe first.
   const size_t len = s->bytes();
   const bool huge = (new_pages << kPageShift) >= g_config.huge_threshold;
+  // Huge blocks move to a 2 MiB boundary plus the source's offset inside
+  // 2 MiB: with equal offsets the kernel moves whole page-table pages.
   const size_t align = huge ? (kHugePageSize >> kPageShift) : 1;
+  const size_t phase = huge ? (s->start >> kPageShift) & ((kHugePageSize >> kPageShift) - 1) : 0;
   int order[4];
   int n = 0;
   bool small = len < g_config.move_threshold;
@@ -115,7 +121,7 @@ void* realloc_large(Span* s, size_t new_size) {
     order[n++] = forced;
   } else if (forced != movers::kCopy && !small) {
     if (s->arena->region == kRegionNormal && movers::mremap_dontunmap_available()) {
-      if (vma::can_add(3))
+      if (vma::can_add(3) || (heal_for_budget() && vma::can_add(3)))
         order[n++] = movers::kMremap;
       else
         count(kFallback_budget);
@@ -125,6 +131,10 @@ void* realloc_large(Span* s, size_t new_size) {
   if (small && forced < 0) count(kFallback_small);
   order[n++] = movers::kCopy;
 
+  // A block that grows by moving will likely grow again: give it as much
+  // room again (address space only; untouched pages cost no memory), so the
+  // next growths stay in place. Without the room if that fails.
+  size_t room_pages = g_config.grow_headroom ? new_pages : 0;
   Span* dst = nullptr;
   void* result = nullptr;
   for (int i = 0; i < n && !result; i++) {
@@ -141,7 +151,8 @@ void* realloc_large(Span* s, size_t new_size) {
       release(dst, false, false);
       dst = nullptr;
     }
-    if (!dst) dst = take_dst(new_pages, align, want, new_size);
+    if (!dst && room_pages) dst = take_dst(new_pages + room_pages, align, phase, want, new_size);
+    if (!dst) dst = take_dst(new_pages, align, phase, want, new_size);
     if (!dst && kind == movers::kUffd) continue;  // no uffd arena: try the next
     if (!dst) break;
     if (kind == movers::kUffd && !uffd_ready(dst->arena)) continue;

@@ -44,10 +44,13 @@ struct Span {
   Span* lru_next = nullptr;      // purge list (dirty or split runs), oldest at tail
   Span* lru_prev = nullptr;
   uint64_t free_ns = 0;    // when it became dirty
-  // The pages that may be dirty or split lie in [maint_lo, maint_hi) (page
-  // indexes in the arena): purging touches only that hull.
+  // The pages that may be dirty lie in [maint_lo, maint_hi) (page indexes in
+  // the arena): purging touches only that hull.
   size_t maint_lo = 0;
   size_t maint_hi = 0;
+  Span* split_next = nullptr;  // list of free runs with a split VMA
+  Span* split_prev = nullptr;
+  uint8_t on_split = 0;
   // ---- large blocks
   size_t requested = 0;    // bytes asked for (statistics)
   // ---- slabs (owned by the small heaps layer)

@@ -104,14 +104,18 @@ TEST_P(MoverTest, RandomGrowShrinkWithInjectedFailuresKeepsContents) {
       const char* m = mover < 0 ? (rng() % 2 ? "mremap" : "uffd") : kMoverNames[mover];
       remalloc_inject_mover_failure(m, int(rng() % 3), 1);
     }
-    bool all_fail = it % 97 == 50;
+    bool all_fail = it % 97 == 50 && ptr[i];
     if (all_fail) {
+      // Past the block's room and with in-place growth off, this must move.
+      n = size[i] * 2 + (1u << 20);
+      remalloc_option_set("grow_inplace", 0);
       for (const char* m : kMoverNames) remalloc_inject_mover_failure(m, 0, 1);
     }
     errno = 0;
     void* q = remalloc_realloc(ptr[i], n);
     if (all_fail) {
       for (const char* m : kMoverNames) remalloc_inject_mover_failure(m, 0, 0);
+      remalloc_option_set("grow_inplace", 1);
     }
     if (!q) {
       // Only a move can fail, and then the old block is whole.
