@@ -29,48 +29,52 @@ constexpr uint8_t kFreeSplit = 2;  // page moves may have split its VMA
 constexpr uint8_t kLargeMovedIn = 1;   // its pages arrived by mremap (own VMA)
 constexpr uint8_t kLargeHugeAdv = 2;   // MADV_HUGEPAGE was applied
 
-struct Span {
-  uint8_t kind = 0;        // SpanKind
-  uint8_t flags = 0;       // kFree* or kLarge*
-  uint8_t size_class = 0;  // slab: its class
-  uint8_t in_list = 0;     // free run: which bin set it is in (1 + region), 0 none
-  uint32_t bump = 0;       // slab: blocks ever linked into the free list
-  size_t npages = 0;       // pages in the run
-  uintptr_t start = 0;     // address of the first page
+// Fields are ordered so that everything malloc and free touch for a slab
+// (free_list, start, heap, slab_bytes, recip, block_size, used, is_full,
+// remote) lies in the first cache line.
+struct alignas(64) Span {
+  // ---- line 0: the slab fast path
+  void* free_list = nullptr;  // slab: blocks free for the owner, singly linked
+  uintptr_t start = 0;        // address of the first page
+  Heap* heap = nullptr;       // slab: owner
+  // Bytes of the slab; 0 for every span that is not a slab, so one compare
+  // both checks the kind and that an address lies inside.
+  uint32_t slab_bytes = 0;
+  uint32_t recip = 0;         // slab: ceil(2^32 / block_size), exact division check
+  uint32_t block_size = 0;    // slab
+  uint32_t used = 0;          // slab: blocks handed out, not yet freed to the owner
+  uint8_t is_full = 0;        // slab: on the owner heap's full list
+  uint8_t kind = 0;           // SpanKind
+  uint8_t flags = 0;          // kFree* or kLarge*
+  uint8_t size_class = 0;     // slab: its class
+  uint32_t bump = 0;          // slab: blocks ever linked into the free list
+  // Remote frees: a list of blocks; bit 0 set means "the owner found this
+  // slab full: send frees to the heap's delayed list instead".
+  std::atomic<uintptr_t> remote{0};
+  // ---- line 1: run bookkeeping
+  size_t npages = 0;          // pages in the run
   Arena* arena = nullptr;
-  Span* next = nullptr;          // free: bin list; slab: the owner heap's list
+  Span* next = nullptr;       // free: bin list; slab: the owner heap's list
   Span* prev = nullptr;
-  // ---- free runs
-  Span* lru_next = nullptr;      // purge list (dirty or split runs), oldest at tail
+  uint32_t capacity = 0;      // slab: blocks in the slab
+  uint8_t in_list = 0;        // free run: which bin set it is in (1 + region), 0 none
+  uint8_t on_split = 0;       // free run: on the split list
+  size_t requested = 0;       // large: bytes asked for
+  uint64_t free_ns = 0;       // free run: when it became dirty
+  // ---- line 2: free-run maintenance
+  Span* lru_next = nullptr;   // purge list (dirty runs), oldest at tail
   Span* lru_prev = nullptr;
-  uint64_t free_ns = 0;    // when it became dirty
   // The pages that may be dirty lie in [maint_lo, maint_hi) (page indexes in
   // the arena): purging touches only that hull.
   size_t maint_lo = 0;
   size_t maint_hi = 0;
   Span* split_next = nullptr;  // list of free runs with a split VMA
   Span* split_prev = nullptr;
-  uint8_t on_split = 0;
-  // ---- large blocks
-  size_t requested = 0;    // bytes asked for (statistics)
-  // ---- slabs (owned by the small heaps layer)
-  void* free_list = nullptr;     // blocks free for the owner, singly linked
-  Heap* heap = nullptr;          // owner
-  // Remote frees: a list of blocks; bit 0 set means "the owner found this
-  // slab full: send frees to the heap's delayed list instead".
-  std::atomic<uintptr_t> remote{0};
-  uint32_t used = 0;       // blocks handed out and not yet freed to the owner
-  uint32_t capacity = 0;   // blocks in the slab
-  uint32_t block_size = 0;
-  uint32_t recip = 0;      // ceil(2^32 / block_size): exact division check
-  uint8_t is_full = 0;     // owner: slab is on the heap's full list
-  // Bytes of the slab; 0 for every span that is not a slab, so one compare
-  // both checks the kind and that an address lies inside.
-  uint32_t slab_bytes = 0;
 
   size_t bytes() const { return npages << kPageShift; }
   uintptr_t end() const { return start + bytes(); }
 };
+static_assert(sizeof(Span) == 192, "three cache lines");
 
 constexpr unsigned kArenaMapShift = 26;  // arenas are 64 MiB aligned
 constexpr size_t kArenaGranule = size_t{1} << kArenaMapShift;
