@@ -64,6 +64,12 @@ static void* malloc_large(size_t size, size_t align_pages) {
   }
   size_t npages = pages_of(size);
   if (npages == 0) npages = 1;
+  if (align_pages == 1 && npages <= heap::kLargeCacheMaxPages) {
+    if (Span* c = heap::large_cache_get(npages)) {
+      c->requested = size;
+      return reinterpret_cast<void*>(c->start);
+    }
+  }
   Span* s = pages::alloc_large(npages, align_pages, size);
   if (!s) {
     errno = ENOMEM;
@@ -91,7 +97,7 @@ static RM_COLD void invalid(const void* p, const char* what) {
 
 RM_NOINLINE void free_slow(Span* s, void* p) {
   if (s && pages::is_large_start(s, p)) {
-    pages::free_span(s);
+    if (!heap::large_cache_put(s)) pages::free_span(s);
     return;
   }
   invalid(p, "free(): invalid pointer (not allocated by remalloc, or freed twice)");
@@ -244,6 +250,7 @@ size_t remalloc_usable_size(const void* p) { return api::usable_size(p); }
 
 int remalloc_trim(size_t) {
   api::ensure_init();
+  heap::large_cache_flush_current();
   return pages::purge(true) > 0 ? 1 : 0;
 }
 

@@ -288,8 +288,51 @@ static Heap* thread_attach() {
   return h;
 }
 
+Span* large_cache_get(size_t npages) {
+  Heap* h = tl_heap;
+  for (unsigned i = 0; i < Heap::kLargeCacheSlots; i++) {
+    Span* s = h->large_cache[i];
+    if (s && s->npages >= npages && s->npages - npages <= npages / 8) {
+      h->large_cache[i] = nullptr;
+      s->kind = kSpanLarge;
+      return s;
+    }
+  }
+  return nullptr;
+}
+
+bool large_cache_put(Span* s) {
+  Heap* h = tl_heap;
+  if (h == &g_empty_heap || s->npages > kLargeCacheMaxPages) return false;
+  unsigned i = h->large_cache_next;
+  h->large_cache_next = (i + 1) % Heap::kLargeCacheSlots;
+  Span* old = h->large_cache[i];
+  s->kind = kSpanCached;
+  h->large_cache[i] = s;
+  if (old) {
+    old->kind = kSpanLarge;
+    pages::free_span(old);
+  }
+  return true;
+}
+
+static void large_cache_flush(Heap* h) {
+  for (unsigned i = 0; i < Heap::kLargeCacheSlots; i++) {
+    if (Span* s = h->large_cache[i]) {
+      h->large_cache[i] = nullptr;
+      s->kind = kSpanLarge;
+      pages::free_span(s);
+    }
+  }
+}
+
+void large_cache_flush_current() {
+  if (tl_heap != &g_empty_heap) large_cache_flush(tl_heap);
+}
+
 void thread_done(Heap* h) {
   if (h == &g_empty_heap || h->state != kHeapLive) return;
+  large_cache_flush(h);
   drain_delayed(h);
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
     Span* s = h->avail[c];

@@ -34,7 +34,12 @@ struct Heap {
       full[c] = nullptr;
     }
   }
+  static constexpr unsigned kLargeCacheSlots = 8;
   Span* avail[sc::kNumClasses];  // never null: the empty span when none
+  // Recently freed large blocks of at most kLargeCacheMaxPages, kept for
+  // reuse without the page-heap lock (kind kSpanCached).
+  Span* large_cache[kLargeCacheSlots] = {};
+  uint32_t large_cache_next = 0;
   Span* full[sc::kNumClasses];   // null when none
   std::atomic<uintptr_t> delayed{0};
   Heap* next_all = nullptr;
@@ -94,6 +99,15 @@ RM_INLINE void free_small(Span* s, void* p) {
   }
   free_remote(s, p);
 }
+
+constexpr size_t kLargeCacheMaxPages = 256;  // 1 MiB
+// A cached large block of npages..npages+npages/8 pages, or nullptr.
+Span* large_cache_get(size_t npages);
+// Keeps a large block for reuse; false when this thread cannot (the caller
+// then frees it to the page heap).
+bool large_cache_put(Span* s);
+// Gives this thread's cached large blocks back to the page heap.
+void large_cache_flush_current();
 
 struct Stats {
   size_t heaps, abandoned, slabs, blocks_live;

@@ -20,7 +20,11 @@ namespace remalloc {
 struct Heap;  // owner of a slab (small heaps layer); opaque here
 struct Arena;
 
-enum SpanKind : uint8_t { kSpanNone = 0, kSpanFree = 1, kSpanLarge = 2, kSpanSlab = 3 };
+// kSpanCached: a freed large block a thread keeps for reuse (small heaps
+// layer); the page heap still counts it as in use.
+enum SpanKind : uint8_t {
+  kSpanNone = 0, kSpanFree = 1, kSpanLarge = 2, kSpanSlab = 3, kSpanCached = 4
+};
 
 // Flags of free runs.
 constexpr uint8_t kFreeDirty = 1;  // may hold touched pages
