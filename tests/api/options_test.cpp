@@ -1,0 +1,265 @@
+// Options that change the relocation engine and error handling, set at run
+// time through remalloc_option_set: each mover forced in turn, in-place
+// growth off, the VMA budget, purging at once, the 2 MiB alignment of huge
+// blocks, and abort_on_invalid=0.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "test_alloc.h"
+#include "test_util.h"
+
+namespace {
+
+// Sets options for the scope of a test and restores them after.
+class OptionGuard {
+ public:
+  void set(const char* name, long value) {
+    long old = remalloc_option_get(name);
+    ASSERT_GE(old, -1) << name;
+    ASSERT_EQ(remalloc_option_set(name, value), 0) << "option " << name << " unknown";
+    saved_.emplace_back(name, old);
+  }
+  ~OptionGuard() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) remalloc_option_set(it->first.c_str(), it->second);
+  }
+
+ private:
+  std::vector<std::pair<std::string, long>> saved_;
+};
+
+// Grows one block through large sizes with a blocker after it each time, so
+// that every growth is a move; checks the contents after each step.
+void forced_moves(size_t from, size_t to, uint64_t seed) {
+  void* p = ta::malloc(from);
+  ASSERT_NE(p, nullptr);
+  size_t have = from;
+  tu::fill(p, have, seed);
+  std::vector<void*> blockers;
+  for (size_t n = from * 2; n <= to; n *= 2) {
+    blockers.push_back(ta::malloc(64 * tu::KiB));
+    void* q = ta::realloc(p, n + 4096);
+    ASSERT_NE(q, nullptr) << have << " -> " << n;
+    size_t bad = tu::check(q, have, seed);
+    ASSERT_EQ(bad, SIZE_MAX) << "move " << have << " -> " << n + 4096 << " lost contents at offset " << bad;
+    tu::fill_range(q, have, n + 4096, seed);
+    p = q;
+    have = n + 4096;
+  }
+  // And back down.
+  for (size_t n = have / 3; n >= from; n /= 3) {
+    void* q = ta::realloc(p, n);
+    ASSERT_NE(q, nullptr);
+    ASSERT_EQ(tu::check(q, n, seed), SIZE_MAX) << "shrink to " << n;
+    p = q;
+  }
+  ta::free(p);
+  for (void* b : blockers) ta::free(b);
+}
+
+struct MoverCase {
+  const char* name;
+  long value;
+};
+
+class Movers : public testing::TestWithParam<MoverCase> {};
+
+TEST_P(Movers, ForcedMoverKeepsContentsAndIsCounted) {
+  OptionGuard g;
+  g.set("mover", GetParam().value);
+  g.set("grow_inplace", 0);
+  remalloc_stats_t s0, s1;
+  remalloc_stats_get(&s0);
+  forced_moves(256 * tu::KiB, tu::scale() < 1 ? 32 * tu::MiB : 128 * tu::MiB, 1234);
+  remalloc_stats_get(&s1);
+  size_t mremap = s1.moves_mremap - s0.moves_mremap, uffd = s1.moves_uffd - s0.moves_uffd,
+         copy = s1.moves_copy - s0.moves_copy;
+  RecordProperty("moves", "mremap " + std::to_string(mremap) + " uffd " + std::to_string(uffd) + " copy " +
+                              std::to_string(copy));
+  std::string name = GetParam().name;
+  if (name == "mremap") {
+    EXPECT_GT(mremap, 0u) << "mover=mremap made no mremap move (uffd " << uffd << ", copy " << copy << ")";
+  } else if (name == "uffd") {
+    // UFFDIO_MOVE needs Linux 6.8; without it the engine must fall back and
+    // say so.
+    if (uffd == 0) {
+      EXPECT_GT(copy + mremap, 0u);
+      EXPECT_GT(s1.fallback_error, s0.fallback_error) << "uffd unavailable but no fallback counted";
+    }
+  } else if (name == "copy") {
+    EXPECT_GT(copy, 0u);
+    EXPECT_EQ(mremap + uffd, 0u) << "mover=copy still remapped pages";
+    EXPECT_GE(s1.bytes_copied - s0.bytes_copied, 256 * tu::KiB);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Options, Movers,
+                         testing::Values(MoverCase{"mremap", 0}, MoverCase{"uffd", 1}, MoverCase{"copy", 2},
+                                         MoverCase{"auto", -1}),
+                         [](const testing::TestParamInfo<MoverCase>& i) { return std::string(i.param.name); });
+
+TEST(Options, BlocksBelowMoveThresholdAreCopied) {
+  OptionGuard g;
+  g.set("grow_inplace", 0);
+  g.set("move_threshold", 1024);  // KiB
+  remalloc_stats_t s0, s1;
+  remalloc_stats_get(&s0);
+  forced_moves(100 * tu::KiB, 800 * tu::KiB, 77);
+  remalloc_stats_get(&s1);
+  EXPECT_GT(s1.moves_copy, s0.moves_copy);
+  EXPECT_GT(s1.fallback_small, s0.fallback_small) << "copies below the threshold are counted as fallback_small";
+}
+
+TEST(Options, InjectedFailuresOfEachForcedMover) {
+  // Each mover forced, failing at each step: contents survive or realloc
+  // fails cleanly with the old block intact.
+  OptionGuard g;
+  g.set("grow_inplace", 0);
+  g.set("mover", -1);  // restored after the test
+  const size_t n = 8 * tu::MiB;
+  for (long mover : {0L, 1L, 2L}) {
+    remalloc_option_set("mover", mover);
+    const char* mname = mover == 0 ? "mremap" : mover == 1 ? "uffd" : "copy";
+    for (int step = 0; step <= 2; ++step) {
+      void* p = ta::malloc(n);
+      ASSERT_NE(p, nullptr);
+      tu::fill(p, n, 40 + step);
+      void* blocker = ta::malloc(64 * tu::KiB);
+      remalloc_inject_mover_failure(mname, step, 1);
+      void* q = ta::realloc(p, 2 * n);
+      if (!q) {
+        ASSERT_EQ(tu::check(p, n, 40 + step), SIZE_MAX) << mname << " step " << step << ": old block damaged";
+        q = p;
+      } else {
+        ASSERT_EQ(tu::check(q, n, 40 + step), SIZE_MAX) << mname << " step " << step << ": contents lost";
+      }
+      remalloc_inject_mover_failure(mname, step, 0);
+      ta::free(q);
+      ta::free(blocker);
+    }
+  }
+}
+
+TEST(Options, VmaBudgetIsRespected) {
+  // A small budget: after many mremap moves the process stays near it, and
+  // the moves go on with the other movers.
+  OptionGuard g;
+  size_t base = tu::vma_count();
+  long budget = static_cast<long>(base) + 400;
+  g.set("vma_budget", budget);
+  g.set("grow_inplace", 0);
+  remalloc_stats_t s0, s1;
+  remalloc_stats_get(&s0);
+  std::vector<void*> live;
+  const size_t count = tu::scaled(1500, 300);
+  size_t max_seen = 0;
+  for (size_t i = 0; i < count; ++i) {
+    auto* p = static_cast<unsigned char*>(ta::malloc(tu::MiB));
+    ASSERT_NE(p, nullptr);
+    p[0] = static_cast<unsigned char>(i);
+    void* spacer = ta::malloc(64 * tu::KiB);
+    auto* q = static_cast<unsigned char*>(ta::realloc(p, 2 * tu::MiB + 4096));
+    ASSERT_NE(q, nullptr);
+    ASSERT_EQ(q[0], static_cast<unsigned char>(i));
+    live.push_back(q);
+    live.push_back(spacer);
+    if (i % 100 == 0) max_seen = std::max(max_seen, tu::vma_count());
+  }
+  max_seen = std::max(max_seen, tu::vma_count());
+  remalloc_stats_get(&s1);
+  EXPECT_LE(max_seen, static_cast<size_t>(budget) + 64)
+      << "VMAs went past the budget (" << budget << "); vma_estimate " << s1.vma_estimate;
+  EXPECT_GT(s1.fallback_budget, s0.fallback_budget) << "no move was turned away by the budget";
+  for (void* p : live) ta::free(p);
+}
+
+TEST(Options, PurgeDelayZeroGivesMemoryBackAtOnce) {
+  OptionGuard g;
+  g.set("purge_delay", 0);
+  const size_t n = 96 * tu::MiB;
+  void* p = ta::malloc(n);
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 1, n);
+  size_t full = tu::rss_bytes();
+  ta::free(p);
+  size_t after = tu::rss_bytes();
+  EXPECT_LE(after + n / 2, full) << "purge_delay=0: RSS went from " << full << " to " << after << " after free";
+}
+
+TEST(Options, HugeBlocksAre2MiBAligned) {
+  // DESIGN: keep huge blocks 2 MiB aligned (so the kernel moves whole
+  // page-table pages).
+  long threshold_kib = remalloc_option_get("huge_threshold");
+  ASSERT_GT(threshold_kib, 0);
+  const size_t t = static_cast<size_t>(threshold_kib) * tu::KiB;
+  std::vector<void*> ps;
+  for (size_t n : {t, t + 1, t + 4096 * 3, 3 * t + 5, 64 * tu::MiB + 12345}) {
+    void* p = ta::malloc(n);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(tu::is_aligned(p, 2 * tu::MiB)) << "malloc(" << n << ") = " << p;
+    ps.push_back(p);
+  }
+  // Growth into the huge range, with a blocker (a move).
+  void* g = ta::malloc(512 * tu::KiB);
+  void* blocker = ta::malloc(64 * tu::KiB);
+  void* q = ta::realloc(g, 3 * t);
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(tu::is_aligned(q, 2 * tu::MiB)) << "realloc to " << 3 * t << " = " << q;
+  ps.push_back(q);
+  ps.push_back(blocker);
+  for (void* p : ps) ta::free(p);
+}
+
+TEST(Options, OutOfRangeValuesAreHarmless) {
+  OptionGuard g;
+  for (auto [name, value] : std::vector<std::pair<const char*, long>>{{"mover", 7},
+                                                                      {"mover", -5},
+                                                                      {"purge_delay", -1},
+                                                                      {"arena_size", 0},
+                                                                      {"move_threshold", 0},
+                                                                      {"huge_threshold", 0},
+                                                                      {"vma_budget", 1},
+                                                                      {"dirty_max", 0}}) {
+    g.set(name, value);
+    forced_moves(200 * tu::KiB, 8 * tu::MiB, static_cast<uint64_t>(value) + 9);
+    void* p = ta::malloc(100);
+    ASSERT_NE(p, nullptr);
+    ta::free(p);
+  }
+}
+
+class AbortOnInvalidOff : public testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "fast"); }
+};
+using AbortOnInvalidOffDeathTest = AbortOnInvalidOff;
+
+TEST_F(AbortOnInvalidOffDeathTest, InvalidFreeWarnsWithAddressAndContinues) {
+  char buf[64];
+  void* p = tu::opaque(static_cast<void*>(buf + 16));
+  std::string h = tu::hex(p);
+  EXPECT_EXIT(
+      {
+        remalloc_option_set("abort_on_invalid", 0);
+        ta::free(p);
+        void* big = ta::malloc(4 * tu::MiB);
+        ta::free(big);
+        ta::free(tu::opaque(big));  // double free of a large block: warned, ignored
+        void* ok = ta::malloc(100);
+        std::memset(ok, 1, 100);
+        ta::free(ok);
+        _exit(ok ? 0 : 1);
+      },
+      testing::ExitedWithCode(0),
+      testing::Truly([h](const std::string& err) { return tu::lower(err).find(h) != std::string::npos; }));
+}
+
+}  // namespace

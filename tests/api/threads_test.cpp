@@ -1,0 +1,280 @@
+// Thread life cycle: a thread whose first call is a free of another
+// thread's block, allocation in pthread key destructors and C++
+// thread_local destructors, and thousands of short threads whose blocks
+// outlive them.
+#include <gtest/gtest.h>
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_alloc.h"
+#include "test_util.h"
+
+namespace {
+
+// Plain pthreads: std::thread would allocate its state before our code runs.
+template <class F>
+void run_pthread(F f) {
+  pthread_t t;
+  auto* fp = new F(std::move(f));
+  ASSERT_EQ(pthread_create(
+                &t, nullptr,
+                [](void* a) -> void* {
+                  auto* g = static_cast<F*>(a);
+                  (*g)();
+                  return nullptr;
+                },
+                fp),
+            0);
+  ASSERT_EQ(pthread_join(t, nullptr), 0);
+  delete fp;
+}
+
+TEST(Threads, FirstCallOfAThreadIsFreeOfForeignBlock) {
+  for (size_t n : {size_t{24}, size_t{700}, size_t{20000}, 5 * tu::MiB}) {
+    void* p = ta::malloc(n);
+    ASSERT_NE(p, nullptr);
+    tu::fill(p, n, n);
+    std::atomic<bool> ok{false};
+    run_pthread([&] {
+      // The very first allocator call of this thread.
+      ta::free(p);
+      ok = true;
+    });
+    EXPECT_TRUE(ok.load());
+    // The main thread's heap still works, also for the same size.
+    void* q = ta::malloc(n);
+    ASSERT_NE(q, nullptr);
+    tu::fill(q, n, 1);
+    ta::free(q);
+  }
+}
+
+TEST(Threads, FirstCallOfAThreadIsEachEntryPoint) {
+  void* blocks[4];
+  for (auto& b : blocks) b = ta::malloc(100);
+  std::atomic<int> failures{0};
+  auto expect = [&](bool c) { failures += !c; };
+  std::vector<std::function<void()>> firsts = {
+      [&] { ta::free(nullptr); expect(ta::malloc(0) != nullptr); },
+      [&] { expect(ta::usable_size(nullptr) == 0); },
+      [&] { expect(ta::usable_size(blocks[0]) >= 100); },
+      [&] { expect(ta::owns(blocks[1]) == 1); },
+      [&] { void* r = ta::realloc(blocks[2], 5000); expect(r != nullptr); blocks[2] = r; },
+      [&] { void* r = ta::calloc(10, 10); expect(r && tu::find_nonzero(r, 100) == SIZE_MAX); ta::free(r); },
+      [&] { void* r = ta::aligned_alloc(4096, 4096); expect(r && tu::is_aligned(r, 4096)); ta::free(r); },
+      [&] { ta::free_sized(blocks[3], 100); blocks[3] = nullptr; },
+      [&] { remalloc_stats_t s; remalloc_stats_get(&s); expect(s.mapped > 0); },
+      [&] { expect(remalloc_option_get("stats") >= 0); },
+      [&] { ta::trim(0); },
+      [&] { expect(ta::realloc(ta::malloc(10), 0) == nullptr); },
+  };
+  for (auto& f : firsts) run_pthread(f);
+  EXPECT_EQ(failures.load(), 0);
+  for (auto& b : blocks) ta::free(b);
+}
+
+// --- pthread key destructors ---
+
+std::atomic<int> g_key_dtor_runs{0};
+std::atomic<int> g_key_dtor_failures{0};
+pthread_key_t g_key_early, g_key_late;
+
+void key_destructor(pthread_key_t key, void* v) {
+  auto* round = static_cast<uintptr_t*>(v);
+  // Allocate, realloc and free while the thread is being torn down (no
+  // other allocation here: the process's own malloc may be a sanitizer's,
+  // already torn down for this thread).
+  void* ps[5] = {};
+  const size_t sizes[5] = {16, 300, 5000, 100000, 3 * tu::MiB};
+  for (int i = 0; i < 5; ++i) {
+    size_t n = sizes[i];
+    void* p = ta::malloc(n);
+    if (!p) { ++g_key_dtor_failures; continue; }
+    tu::fill(p, n, n);
+    p = ta::realloc(p, n * 2);
+    if (!p || tu::check(p, n, n) != SIZE_MAX) ++g_key_dtor_failures;
+    ps[i] = p;
+  }
+  for (void* p : ps) ta::free(p);
+  ++g_key_dtor_runs;
+  // Re-arm for another round of destructors (up to the system limit):
+  // allocation after remalloc's own thread teardown must work too.
+  if (*round < 3) {
+    uintptr_t* next = static_cast<uintptr_t*>(ta::malloc(sizeof(uintptr_t)));
+    if (!next) { ++g_key_dtor_failures; return; }
+    *next = *round + 1;
+    pthread_setspecific(key, next);
+  }
+  ta::free(round);
+}
+void key_destructor_early(void* v) { key_destructor(g_key_early, v); }
+void key_destructor_late(void* v) { key_destructor(g_key_late, v); }
+
+TEST(Threads, AllocationInPthreadKeyDestructors) {
+  // Two keys; each destructor re-arms its key for three more rounds, so
+  // that some destructors surely run after remalloc's own thread teardown,
+  // whatever mechanism and key order it uses.
+  ASSERT_EQ(pthread_key_create(&g_key_early, key_destructor_early), 0);
+  ASSERT_EQ(pthread_key_create(&g_key_late, key_destructor_late), 0);
+  g_key_dtor_runs = 0;
+  g_key_dtor_failures = 0;
+  for (int i = 0; i < 20; ++i) {
+    run_pthread([i] {
+      void* warm = ta::malloc(64);  // the thread's heap exists now
+      auto* a = static_cast<uintptr_t*>(ta::malloc(sizeof(uintptr_t)));
+      auto* b = static_cast<uintptr_t*>(ta::malloc(sizeof(uintptr_t)));
+      *a = 0;
+      *b = 0;
+      pthread_setspecific(g_key_early, a);
+      pthread_setspecific(g_key_late, b);
+      if (i % 2) ta::free(warm);  // half the threads exit with a live block
+    });
+  }
+  EXPECT_EQ(g_key_dtor_failures.load(), 0);
+  EXPECT_EQ(g_key_dtor_runs.load(), 20 * 2 * 4) << "each key's destructor runs 4 rounds per thread";
+  pthread_key_delete(g_key_early);
+  pthread_key_delete(g_key_late);
+}
+
+// --- C++ thread_local destructors ---
+
+std::atomic<int> g_tl_dtor_ok{0};
+std::atomic<int> g_tl_dtor_bad{0};
+
+struct TlsUser {
+  void* held = nullptr;
+  std::string text;
+  ~TlsUser() {
+    // Runs during thread exit, possibly after remalloc's own per-thread
+    // teardown: allocate, grow, check, free.
+    void* p = ta::malloc(1000);
+    void* big = ta::malloc(2 * tu::MiB + 5);
+    if (!p || !big) { ++g_tl_dtor_bad; return; }
+    tu::fill(big, 2 * tu::MiB + 5, 9);
+    big = ta::realloc(big, 6 * tu::MiB);
+    if (!big || tu::check(big, 2 * tu::MiB + 5, 9) != SIZE_MAX) ++g_tl_dtor_bad;
+    if (held && tu::check(held, 4000, 4) != SIZE_MAX) ++g_tl_dtor_bad;
+    ta::free(held);
+    ta::free(p);
+    ta::free(big);
+    ++g_tl_dtor_ok;
+  }
+};
+
+thread_local TlsUser tls_user;
+
+TEST(Threads, AllocationInThreadLocalDestructors) {
+  g_tl_dtor_ok = 0;
+  g_tl_dtor_bad = 0;
+  const int n = 16;
+  for (int i = 0; i < n; ++i) {
+    std::thread t([] {
+      tls_user.held = ta::malloc(4000);
+      tu::fill(tls_user.held, 4000, 4);
+      tls_user.text = std::string(500, 'x');
+    });
+    t.join();
+  }
+  EXPECT_EQ(g_tl_dtor_bad.load(), 0);
+  EXPECT_EQ(g_tl_dtor_ok.load(), n);
+}
+
+// --- thread churn ---
+
+struct Handoff {
+  std::mutex m;
+  std::vector<std::pair<void*, size_t>> blocks;
+};
+
+TEST(Threads, ThousandsOfShortThreads) {
+  const int total = static_cast<int>(tu::scaled(3000, 200));
+  const int batch = 8;
+  Handoff h;
+  std::atomic<int> bad{0};
+  for (int base = 0; base < total; base += batch) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < batch; ++t) {
+      ts.emplace_back([&, id = base + t] {
+        std::vector<std::pair<void*, size_t>> mine;
+        uint64_t r = static_cast<uint64_t>(id) * 7919 + 1;
+        // Free some blocks other (dead) threads allocated.
+        {
+          std::lock_guard<std::mutex> g(h.m);
+          for (int k = 0; k < 16 && !h.blocks.empty(); ++k) {
+            mine.push_back(h.blocks.back());
+            h.blocks.pop_back();
+          }
+        }
+        for (auto& [p, n] : mine) {
+          if (tu::check(p, n, reinterpret_cast<uintptr_t>(p)) != SIZE_MAX) ++bad;
+          ta::free(p);
+        }
+        mine.clear();
+        for (int k = 0; k < 40; ++k) {
+          r = tu::mix64(r);
+          size_t n = (r % 10 == 0) ? (r >> 20) % (300 * tu::KiB) : (r >> 20) % 600;
+          void* p = ta::malloc(n);
+          if (!p) { ++bad; continue; }
+          tu::fill(p, n, reinterpret_cast<uintptr_t>(p));
+          mine.emplace_back(p, n);
+        }
+        // Free half here, hand a quarter on, and leak-on-exit a quarter
+        // into the shared list (the thread dies with them live).
+        for (size_t k = 0; k < mine.size(); ++k) {
+          auto [p, n] = mine[k];
+          if (k % 2 == 0) {
+            if (tu::check(p, n, reinterpret_cast<uintptr_t>(p)) != SIZE_MAX) ++bad;
+            ta::free(p);
+          } else {
+            std::lock_guard<std::mutex> g(h.m);
+            h.blocks.emplace_back(p, n);
+          }
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+  }
+  for (auto& [p, n] : h.blocks) {
+    EXPECT_EQ(tu::check(p, n, reinterpret_cast<uintptr_t>(p)), SIZE_MAX) << "block of a dead thread damaged";
+    ta::free(p);
+  }
+  EXPECT_EQ(bad.load(), 0);
+  // Memory of dead threads is reused, not leaked: the footprint stays small.
+  remalloc_stats_t s;
+  remalloc_stats_get(&s);
+  EXPECT_LT(s.allocated, 512 * tu::MiB);
+}
+
+TEST(Threads, ThreadExitWithManyLiveBlocksThenReuse) {
+  // Threads that exit leaving many blocks: freeing them later from the main
+  // thread and allocating again must reuse the abandoned memory.
+  remalloc_stats_t s0, s1;
+  for (int round = 0; round < 10; ++round) {
+    std::vector<void*> left(2000);
+    std::thread t([&] {
+      for (size_t i = 0; i < left.size(); ++i) {
+        left[i] = ta::malloc(32 + (i % 64) * 16);
+        std::memset(left[i], static_cast<int>(i), 32);
+      }
+    });
+    t.join();
+    for (size_t i = 0; i < left.size(); ++i) {
+      ASSERT_EQ(static_cast<unsigned char*>(left[i])[31], static_cast<unsigned char>(i));
+      ta::free(left[i]);
+    }
+    if (round == 1) remalloc_stats_get(&s0);
+  }
+  remalloc_stats_get(&s1);
+  EXPECT_LE(s1.mapped, s0.mapped + 32 * tu::MiB) << "abandoned heaps are not reused";
+}
+
+}  // namespace
