@@ -1,0 +1,18 @@
+/* Linked against the installed libremalloc.so: malloc is remalloc's. */
+#include <remalloc/remalloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(void) {
+  void* p = malloc(10);
+  void* q = remalloc_malloc(1 << 20);
+  if (!p || !q) return 1;
+  memset(q, 1, 1 << 20);
+  printf("owns(malloc(10)) = %d, owns(remalloc_malloc) = %d, version %d.%d.%d\n", remalloc_owns(p),
+         remalloc_owns(q), REMALLOC_VERSION_MAJOR, REMALLOC_VERSION_MINOR, REMALLOC_VERSION_PATCH);
+  int ok = remalloc_owns(p) == 1 && remalloc_owns(q) == 1;
+  free(p);
+  remalloc_free(q);
+  return ok ? 0 : 3;
+}
