@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command of the README: installs missing Debian packages,
+# configures build/ (Release, tests on), builds with two jobs and runs the
+# whole ctest suite (tests/, and bench/'s entries). Exits non-zero when
+# anything fails.
+#
+# Environment: BUILD_DIR (default build), JOBS (default 2), CTEST_ARGS (extra
+# arguments for ctest, e.g. "-L api" or "-E tsan").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-2}
+
+bash cmake/install-deps.sh
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON
+cmake --build "$BUILD_DIR" -j "$JOBS"
+# shellcheck disable=SC2086
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" ${CTEST_ARGS:-}
