@@ -72,6 +72,9 @@ struct MoverCase {
   long value;
 };
 
+// Test names and ctest names show the mover, not the struct's bytes.
+void PrintTo(const MoverCase& c, std::ostream* os) { *os << c.name; }
+
 class Movers : public testing::TestWithParam<MoverCase> {};
 
 TEST_P(Movers, ForcedMoverKeepsContentsAndIsCounted) {
