@@ -91,6 +91,75 @@ TEST(Realloc, SameSizeAndSmallShrinksKeepPointerOrContents) {
   }
 }
 
+TEST(Realloc, UsableSizeAfterShrinkIsSafeToWrite) {
+  // After a shrink gave tail pages back, the usable size must shrink too:
+  // writing the whole usable size must not touch a block that reused them.
+  for (size_t big : {size_t{512} << 10, 8 * tu::MiB, 64 * tu::MiB}) {
+    for (size_t small : {big / 2 + 4096, big / 4, big / 16, size_t{70000}, size_t{3000}, size_t{100}}) {
+      void* p = ta::malloc(big);
+      ASSERT_NE(p, nullptr);
+      tu::fill(p, small, 3);
+      p = ta::realloc(p, small);
+      ASSERT_NE(p, nullptr);
+      ASSERT_EQ(tu::check(p, small, 3), SIZE_MAX);
+      // Neighbours that may take the freed tail.
+      std::vector<std::pair<void*, size_t>> others;
+      for (size_t n : {big / 8, big / 4, big / 2, size_t{100000}}) {
+        void* q = ta::malloc(n);
+        ASSERT_NE(q, nullptr);
+        tu::fill(q, n, n);
+        others.emplace_back(q, n);
+      }
+      size_t u = ta::usable_size(p);
+      ASSERT_GE(u, small);
+      std::memset(p, 0xee, u);  // the whole usable size
+      for (auto& [q, n] : others) {
+        ASSERT_EQ(tu::check(q, n, n), SIZE_MAX)
+            << "writing usable_size(" << u << ") of a block shrunk from " << big << " to " << small
+            << " damaged a neighbour at " << q;
+        ta::free(q);
+      }
+      ta::free(p);
+    }
+  }
+}
+
+TEST(Realloc, PingPongAcrossSizeClassAndLargeBoundaries) {
+  // Usable sizes of the size classes, found by probing, and the sizes just
+  // around them (the small/large boundary included): realloc back and forth.
+  std::vector<size_t> edges;
+  size_t last = 0;
+  for (size_t n = 1; n <= 4 * tu::MiB; n += (n < 4096 ? 1 : n < 256 * tu::KiB ? 16 : 4096)) {
+    void* p = ta::malloc(n);
+    size_t u = ta::usable_size(p);
+    ta::free(p);
+    if (u != last) {
+      edges.push_back(u);
+      last = u;
+    }
+  }
+  ASSERT_GT(edges.size(), 20u);
+  void* p = nullptr;
+  size_t have = 0;
+  const uint64_t seed = 5150;
+  uint64_t r = 1;
+  for (int i = 0; i < 3000; ++i) {
+    r = tu::mix64(r);
+    size_t e = edges[r % edges.size()];
+    size_t n = e + (r >> 32) % 3 - 1;  // e - 1, e, e + 1
+    if (n == 0) n = 1;
+    void* q = ta::realloc(p, n);
+    ASSERT_NE(q, nullptr);
+    size_t keep = have < n ? have : n;
+    ASSERT_EQ(tu::check(q, keep, seed), SIZE_MAX) << "realloc " << have << " -> " << n;
+    tu::fill_range(q, keep, n, seed);
+    ASSERT_GE(ta::usable_size(q), n);
+    p = q;
+    have = n;
+  }
+  ta::free(p);
+}
+
 TEST(Realloc, LargeShrinkInPlaceReturnsTail) {
   const size_t big = 64 * tu::MiB;
   void* p = ta::malloc(big);

@@ -254,6 +254,38 @@ TEST(Threads, ThousandsOfShortThreads) {
   EXPECT_LT(s.allocated, 512 * tu::MiB);
 }
 
+TEST(Threads, HundredsOfThreadsAtOnce) {
+  // 256 live threads at the same time, each with its own heap, freeing each
+  // other's blocks before they all exit together.
+  const int n = static_cast<int>(tu::scaled(256, 32));
+  std::vector<std::atomic<void*>> slots(static_cast<size_t>(n));
+  for (auto& sl : slots) sl.store(nullptr);
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, nullptr, static_cast<unsigned>(n));
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < n; ++i) {
+    ts.emplace_back([&, i] {
+      size_t sz = 16 + static_cast<size_t>(i) * 37 % 5000;
+      void* p = ta::malloc(sz);
+      tu::fill(p, sz, static_cast<uint64_t>(i));
+      slots[static_cast<size_t>(i)].store(p);
+      pthread_barrier_wait(&bar);
+      // Free the neighbour's block (a remote free to a live heap).
+      int j = (i + 1) % n;
+      void* q = slots[static_cast<size_t>(j)].exchange(nullptr);
+      size_t qsz = 16 + static_cast<size_t>(j) * 37 % 5000;
+      if (!q || tu::check(q, qsz, static_cast<uint64_t>(j)) != SIZE_MAX) ++bad;
+      ta::free(q);
+      for (int k = 0; k < 50; ++k) ta::free(ta::malloc(static_cast<size_t>(k) * 100 + 1));
+      pthread_barrier_wait(&bar);
+    });
+  }
+  for (auto& t : ts) t.join();
+  pthread_barrier_destroy(&bar);
+  EXPECT_EQ(bad.load(), 0);
+}
+
 TEST(Threads, ThreadExitWithManyLiveBlocksThenReuse) {
   // Threads that exit leaving many blocks: freeing them later from the main
   // thread and allocating again must reuse the abandoned memory.

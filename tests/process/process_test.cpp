@@ -33,6 +33,10 @@ std::string preload_env() {
 
 // --- fork ---
 
+// Blocks the churning threads publish; fork children free them (blocks of
+// heaps whose threads do not exist in the child).
+std::atomic<void*> g_published[64];
+
 struct Churners {
   std::atomic<bool> stop{false};
   std::atomic<long> ops{0};
@@ -53,6 +57,11 @@ struct Churners {
             held[k] = ta::malloc(n);
           }
           if (held[k]) static_cast<char*>(held[k])[0] = 1;
+          if ((r >> 12) % 16 == 0) {  // publish one, freeing what was there
+            void* pub = ta::malloc(64 + (r >> 40) % 4000);
+            if (pub) std::memset(pub, 0x3c, 64);
+            ta::free(g_published[(r >> 24) % 64].exchange(pub));
+          }
           ops.fetch_add(1, std::memory_order_relaxed);
         }
         for (void* p : held) ta::free(p);
@@ -62,6 +71,7 @@ struct Churners {
   ~Churners() {
     stop = true;
     for (auto& t : threads) t.join();
+    for (auto& p : g_published) ta::free(p.exchange(nullptr));
   }
 };
 
@@ -81,6 +91,13 @@ int child_work(int variant) {
     if (tu::check(ps[i], n, static_cast<uint64_t>(i)) != SIZE_MAX) return 11;
     ta::free(ps[i]);
     ps[i] = nullptr;
+  }
+  // Blocks of the parent's other threads' heaps (those threads do not exist
+  // here) can be freed.
+  for (auto& slot : g_published) {
+    void* p = slot.exchange(nullptr);
+    if (p && static_cast<unsigned char*>(p)[63] != 0x3c) return 12;
+    ta::free(p);
   }
   // Large blocks: grow through moves, shrink, free.
   void* big = ta::malloc(16 * tu::MiB);
