@@ -16,6 +16,10 @@
 
 using namespace remalloc;
 
+namespace remalloc::cxx {
+bool call_new_handler_nothrow(void (*handler)());
+}
+
 #define RM_EXPORT extern "C" __attribute__((visibility("default")))
 
 RM_EXPORT void* malloc(size_t n) { return api::malloc(n); }
@@ -106,9 +110,9 @@ static RM_COLD void* new_retry(size_t n, size_t align, bool nothrow) {
       throw_bad_alloc();
     }
     if (nothrow) {
-      // A handler may throw; nothrow new must not let that escape, but with
-      // -fno-exceptions we cannot catch: give up instead of calling it.
-      return nullptr;
+      // The handler may throw std::bad_alloc: nothrow new returns nullptr.
+      if (!cxx::call_new_handler_nothrow(h)) return nullptr;
+      continue;
     }
     h();
   }

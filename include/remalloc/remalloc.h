@@ -46,7 +46,10 @@ REMALLOC_API size_t remalloc_usable_size(const void* p);
 /* Returns 1 when memory was given back to the system, 0 otherwise. */
 REMALLOC_API int remalloc_trim(size_t pad);
 
-/* Is p a live block start that remalloc gave out? (never aborts) */
+/* Does p start a block in remalloc's heap? 1 for a live large block and for
+ * any block boundary of a slab in use (small blocks are not tracked one by
+ * one, so a freed small block whose slab is still in use also counts), 0
+ * for everything else, including freed large blocks. Never aborts. */
 REMALLOC_API int remalloc_owns(const void* p);
 
 /* Statistics. remalloc_stats_print writes the human-readable report to fd
@@ -56,8 +59,10 @@ REMALLOC_API void remalloc_stats_print(int fd);
 REMALLOC_API size_t remalloc_stats_json(char* buf, size_t len);
 
 typedef struct remalloc_stats_s {
-  size_t allocated;        /* bytes in live blocks (usable sizes) */
-  size_t peak_allocated;   /* high-water mark of allocated */
+  size_t allocated;        /* bytes in live blocks (usable sizes; large blocks
+                              kept in a thread's reuse cache count as live) */
+  size_t peak_allocated;   /* high-water mark of the bytes held for blocks
+                              (slabs plus large blocks) */
   size_t mapped;           /* address space reserved by arenas */
   size_t resident;         /* RSS of the process, from /proc/self/statm */
   size_t arenas;           /* number of arenas */

@@ -22,7 +22,9 @@ extern "C" void remalloc_stats_get(remalloc_stats_t* out) {
   heap::Stats hs;
   heap::get_stats(&hs);
   *out = remalloc_stats_t{};
-  out->allocated = ps.large_bytes + ps.slab_bytes;
+  size_t small_bytes = 0;
+  for (unsigned c = 0; c < sc::kNumClasses; c++) small_bytes += hs.live_by_class[c] * sc::kInfo[c].size;
+  out->allocated = ps.large_bytes + small_bytes;
   out->peak_allocated = ps.peak_bytes;
   out->mapped = ps.mapped;
   out->resident = os::resident_bytes();
@@ -88,7 +90,8 @@ extern "C" void remalloc_stats_print(int fd) {
   heap::get_stats(&hs);
   Writer w(fd);
   w.str("remalloc statistics\n");
-  w.str("  in use (slabs + large)").pad_to(36).bytes(st.allocated).str("   peak ").bytes(st.peak_allocated).chr('\n');
+  w.str("  in live blocks").pad_to(36).bytes(st.allocated).chr('\n');
+  w.str("  held for blocks (slabs + large)").pad_to(36).bytes(ps.slab_bytes + ps.large_bytes).str("   peak ").bytes(st.peak_allocated).chr('\n');
   w.str("    slabs").pad_to(36).bytes(ps.slab_bytes).str(" in ").u64(ps.slabs).str(" slabs, ")
       .u64(hs.blocks_live).str(" live small blocks\n");
   w.str("    large blocks").pad_to(36).bytes(ps.large_bytes).str(" in ").u64(ps.large_live).str(" blocks\n");

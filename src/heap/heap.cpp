@@ -294,7 +294,7 @@ Span* large_cache_get(size_t npages) {
     Span* s = h->large_cache[i];
     if (s && s->npages >= npages && s->npages - npages <= npages / 8) {
       h->large_cache[i] = nullptr;
-      s->kind = kSpanLarge;
+      __atomic_store_n(&s->kind, uint8_t(kSpanLarge), __ATOMIC_RELAXED);
       return s;
     }
   }
@@ -307,10 +307,10 @@ bool large_cache_put(Span* s) {
   unsigned i = h->large_cache_next;
   h->large_cache_next = (i + 1) % Heap::kLargeCacheSlots;
   Span* old = h->large_cache[i];
-  s->kind = kSpanCached;
+  __atomic_store_n(&s->kind, uint8_t(kSpanCached), __ATOMIC_RELAXED);
   h->large_cache[i] = s;
   if (old) {
-    old->kind = kSpanLarge;
+    __atomic_store_n(&old->kind, uint8_t(kSpanLarge), __ATOMIC_RELAXED);
     pages::free_span(old);
   }
   return true;
@@ -320,7 +320,7 @@ static void large_cache_flush(Heap* h) {
   for (unsigned i = 0; i < Heap::kLargeCacheSlots; i++) {
     if (Span* s = h->large_cache[i]) {
       h->large_cache[i] = nullptr;
-      s->kind = kSpanLarge;
+      __atomic_store_n(&s->kind, uint8_t(kSpanLarge), __ATOMIC_RELAXED);
       pages::free_span(s);
     }
   }

@@ -34,6 +34,9 @@ static Span* g_lru_head;  // newest
 static Span* g_lru_tail;  // oldest
 static Span* g_split_head;  // free runs whose VMAs page moves may have split
 static size_t g_split_count;
+// Heal only once this many split runs wait: when live moved blocks hold the
+// VMAs, healing frees nothing, so the threshold doubles after such a heal.
+static size_t g_heal_min = 1;
 
 static size_t bin_of(size_t n) {
   if (n <= kExactBins) return n - 1;
@@ -134,14 +137,18 @@ static Span* free_run_before(Arena* a, size_t idx) {
   size_t last = idx - 1;
   size_t head = last - a->back[last];
   Span* f = &a->meta[head];
-  if (f->kind == kSpanFree && head + f->npages == idx) return f;
+  // A neighbour's kind may be changed by its owner without the lock (large
+  // cache: kSpanLarge <-> kSpanCached, never to or from kSpanFree).
+  if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree && head + f->npages == idx) return f;
   return nullptr;
 }
 
 Span* free_run_at(Arena* a, size_t idx) {
   if (idx >= a->npages) return nullptr;
   Span* f = &a->meta[idx];
-  if (f->kind == kSpanFree && f->start == a->base + (idx << kPageShift)) return f;
+  if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree &&
+      f->start == a->base + (idx << kPageShift))
+    return f;
   return nullptr;
 }
 
@@ -218,11 +225,20 @@ static void heal_all_locked() {
     if (f->on_split) split_remove(f);  // could not heal: forget it
   }
   vma::recount();
+  if (vma::estimate() > vma::budget() / 2) {
+    if (g_heal_min < 4096) g_heal_min *= 2;
+  } else {
+    g_heal_min = 1;
+  }
+}
+
+static bool heal_due_locked() {
+  return g_split_count >= g_heal_min && vma::estimate() > vma::budget() / 2;
 }
 
 bool heal_for_budget() {
   LockGuard g(g_lock);
-  if (!g_split_count) return false;
+  if (!g_split_count || g_split_count < g_heal_min) return false;
   heal_all_locked();
   return true;
 }
@@ -265,7 +281,7 @@ void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now)
   }
   Span* f = make_free(a, idx, n, flags, now, lo, hi);
   // Past half the VMA budget, heal split runs.
-  if ((f->flags & kFreeSplit) && vma::estimate() > vma::budget() / 2) heal_all_locked();
+  if ((f->flags & kFreeSplit) && heal_due_locked()) heal_all_locked();
   if ((f->flags & kFreeDirty) && g_next_purge_ns == ~uint64_t{0})
     g_next_purge_ns = now + g_config.purge_delay_ns;
   // Past the cap on memory held by free runs, purge the oldest at once (down
@@ -280,12 +296,11 @@ void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now)
 // Does run f hold `npages` aligned to `align` pages? Returns the offset.
 static bool fits(const Span* f, size_t npages, size_t align, size_t phase, size_t* skip) {
   if (f->npages < npages) return false;
-  size_t idx = index_of(f->arena, f);
   size_t s = 0;
   if (align > 1) {
-    // Start at `phase` pages past an `align` boundary (arenas are 64 MiB
-    // aligned, so the page index inside the arena suffices).
-    s = (phase + align - (idx & (align - 1))) & (align - 1);
+    // Start at `phase` pages past an `align` boundary of the address.
+    size_t page = f->start >> kPageShift;
+    s = (phase + align - (page & (align - 1))) & (align - 1);
   }
   if (s + npages > f->npages) return false;
   *skip = s;
