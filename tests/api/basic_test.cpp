@@ -204,12 +204,10 @@ TEST(Basic, OwnsLiveBlocksOnly) {
     ::free(foreign);
   }
   ta::free(large);
-  EXPECT_EQ(ta::owns(large), 0) << "a freed large block is not live";
-  // A freed small block next to live ones (its slab stays in use).
-  char* keep = static_cast<char*>(ta::malloc(64));
+  EXPECT_EQ(ta::owns(tu::opaque(large)), 0) << "a freed large block is not live";
+  // A freed small block whose slab is still in use may still count (the
+  // header says small blocks are not tracked one by one): not checked.
   ta::free(small);
-  EXPECT_EQ(ta::owns(small), 0) << "a freed small block is not live";
-  ta::free(keep);
 }
 
 TEST(Basic, UsableSizeWritesDoNotClobberNeighbours) {
