@@ -2,6 +2,7 @@
 dicts, lists, strings, bytearrays that grow (realloc) and shrink."""
 import hashlib
 import sys
+import threading
 
 h = hashlib.sha256()
 scale = int(sys.argv[1]) if len(sys.argv) > 1 else 1
@@ -40,5 +41,26 @@ for round_ in range(3 * scale):
     h.update(s.upper().lower().encode()[:1000])
     words = s.split("Z")
     h.update(str(len(words)).encode())
+
+# Threads allocating and freeing at once (the GIL interleaves them at every
+# few bytecodes, so their blocks mix in the allocator's heaps).
+results = {}
+
+
+def worker(k):
+    d = {i: bytearray((i * k) % 256 for _ in range(i % 300)) for i in range(20_000)}
+    big = b"".join(bytes(v) for v in d.values())
+    parts = [big[i:i + 70_000] for i in range(0, len(big), 70_000)]
+    del d
+    results[k] = hashlib.sha256(b"|".join(parts)).hexdigest()
+
+
+threads = [threading.Thread(target=worker, args=(k,)) for k in range(1, 5)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+for k in sorted(results):
+    h.update(results[k].encode())
 
 print(h.hexdigest())
