@@ -27,7 +27,7 @@ static Option g_options[kNumOptions] = {
     {"vma_budget", 0, "", "VMAs remalloc may let the process reach (0: max_map_count/4)"},
     {"abort_on_invalid", 1, "", "abort on an invalid free (0: warn and count)"},
     {"grow_inplace", 1, "", "grow large blocks in place when free pages follow (0: always move)"},
-    {"dirty_max", 256, "MiB", "free memory kept unpurged at most; past it, purge at once"},
+    {"dirty_max", 1024, "MiB", "free memory kept unpurged at most (or the peak footprint if larger); past it, purge at once"},
     {"grow_headroom", 1, "", "a block moved by realloc gets as much room again to grow into (1)"},
 };
 

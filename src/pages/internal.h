@@ -17,7 +17,7 @@ struct Config {
   bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
   size_t shrink_slack_pages = 0;              // shrink only when freeing more
   bool grow_inplace = true;                   // claim following free pages
-  size_t dirty_max = size_t{256} << 20;       // purge at once past this
+  size_t dirty_max = size_t{1024} << 20;      // purge at once past this
   bool grow_headroom = true;                  // moved blocks get room to grow
 };
 extern Config g_config;

@@ -287,8 +287,11 @@ void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now)
   // Past the cap on memory held by free runs, purge the oldest at once (down
   // to half the cap) instead of waiting: a program that frees a big block
   // and goes idle gets its RSS back.
-  if (g_dirty_bytes > g_config.dirty_max) {
-    while (g_lru_tail && g_dirty_bytes > g_config.dirty_max / 2) purge_run_locked(g_lru_tail);
+  // The cap grows with the program's peak footprint: a program that held
+  // 1 GiB may keep up to 1 GiB of freed pages for reuse, for the purge delay.
+  size_t cap = g_config.dirty_max > g_peak_bytes ? g_config.dirty_max : g_peak_bytes;
+  if (g_dirty_bytes > cap) {
+    while (g_lru_tail && g_dirty_bytes > cap / 2) purge_run_locked(g_lru_tail);
     g_next_purge_ns = g_lru_tail ? g_lru_tail->free_ns + g_config.purge_delay_ns : ~uint64_t{0};
   }
 }
@@ -331,10 +334,42 @@ static Span* find_locked(size_t npages, size_t align, size_t phase, Region regio
   return nullptr;
 }
 
+// A recently freed run whose memory is still resident and that can hold the
+// request, placed over its dirty pages: reusing them saves page faults and
+// keeps RSS down (a block freed and another allocated, as in churn of huge
+// blocks). Looks at the newest few dirty runs only.
+static Span* find_dirty_locked(size_t npages, size_t align, size_t phase, Region region,
+                               size_t* skip) {
+  int budget = 32;
+  for (Span* f = g_lru_head; f && budget-- > 0; f = f->lru_next) {
+    if (f->arena->region != region || f->npages < npages) continue;
+    size_t run = index_of(f->arena, f);
+    size_t end = run + f->npages;
+    size_t want = f->maint_lo;  // start on the dirty pages...
+    if (want + npages > end) want = end - npages;  // ...as far as the run allows
+    if (align > 1) {
+      size_t page = (f->arena->base >> kPageShift) + want;
+      size_t down = (page + align - (phase & (align - 1))) & (align - 1);
+      if (want >= run + down) {
+        want -= down;
+      } else {
+        want += (align - down) & (align - 1);
+        if (want + npages > end) continue;
+      }
+    }
+    *skip = want - run;
+    return f;
+  }
+  return nullptr;
+}
+
 Span* take_run_locked(size_t npages, size_t align, Region region, bool room_after,
                       size_t phase) {
   size_t skip = 0;
   Span* f = nullptr;
+  // Fresh allocations reuse resident memory first; realloc destinations
+  // (room_after) want clean runs, since movers overwrite or clear them.
+  if (!room_after) f = find_dirty_locked(npages, align, phase, region, &skip);
   if (room_after) f = find_locked(npages, align, phase, region, npages * 2, &skip);
   if (!f) f = find_locked(npages, align, phase, region, npages, &skip);
   if (!f) {
