@@ -376,16 +376,6 @@ void* malloc_slow(size_t size) {
   return heap_alloc(h, c);
 }
 
-void* malloc_aligned_small(size_t size, size_t align) {
-  unsigned c = sc::class_of(size < align ? align : size);
-  for (; c < sc::kNumClasses; c++) {
-    if (sc::kInfo[c].size % align == 0) break;
-  }
-  if (c >= sc::kNumClasses) return nullptr;
-  // Any block of this class is aligned: slabs start on a page boundary.
-  return malloc_small(sc::kInfo[c].size);
-}
-
 void fork_prepare() {
   g_backstop_lock.lock();
   g_heaps_lock.lock();

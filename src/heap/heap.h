@@ -64,22 +64,6 @@ void fork_prepare();
 void fork_parent();
 void fork_child();
 
-RM_INLINE void* malloc_small(size_t size) {
-  Heap* h = tl_heap;
-  Span* s = h->avail[sc::class_of(size)];
-  void* b = s->free_list;
-  if (RM_LIKELY(b)) {
-    s->free_list = *static_cast<void**>(b);
-    s->used++;
-    return b;
-  }
-  return malloc_slow(size);
-}
-
-// Small block of `size` at a multiple of `align` (align <= kPageSize), or
-// nullptr when no class fits (the caller then uses a large block).
-void* malloc_aligned_small(size_t size, size_t align);
-
 // Is p a block boundary of slab s?
 // (False for every span that is not a slab: their slab_bytes is 0.)
 RM_INLINE bool is_block(const Span* s, const void* p) {

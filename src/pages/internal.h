@@ -59,7 +59,8 @@ void init_large(Span* s, size_t npages, size_t requested);
 
 RM_INLINE size_t index_of(const Arena* a, const Span* s) { return size_t(s - a->meta); }
 
-// Live-data counters (lock held).
+// Live-data counters (lock held); note_peak_locked updates g_peak_bytes.
+void note_peak_locked();
 extern size_t g_large_live, g_large_bytes, g_slab_bytes, g_slabs, g_peak_bytes;
 
 // Relocation counters.

@@ -411,7 +411,7 @@ void init_large(Span* s, size_t npages, size_t requested) {
   s->requested = requested;
 }
 
-static void note_peak() {
+void note_peak_locked() {
   size_t live = g_large_bytes + g_slab_bytes;
   if (live > g_peak_bytes) g_peak_bytes = live;
 }
@@ -442,7 +442,7 @@ Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zer
   }
   g_large_live++;
   g_large_bytes += s->bytes();
-  note_peak();
+  note_peak_locked();
   return s;
 }
 
@@ -459,7 +459,7 @@ Span* alloc_slab(size_t npages) {
   s->flags = 0;
   g_slabs++;
   g_slab_bytes += s->bytes();
-  note_peak();
+  note_peak_locked();
   return s;
 }
 

@@ -47,7 +47,7 @@ static bool grow_in_place(Span* s, size_t new_pages, size_t new_size) {
   s->requested = new_size;
   if (rflags & kFreeSplit) s->flags |= kLargeMovedIn;
   g_large_bytes += need << kPageShift;
-  if (g_large_bytes + g_slab_bytes > g_peak_bytes) g_peak_bytes = g_large_bytes + g_slab_bytes;
+  note_peak_locked();
   count(kGrow_inplace);
   return true;
 }
@@ -62,7 +62,7 @@ static Span* take_dst(size_t npages, size_t align, size_t phase, Region region,
   d->flags = (f & kFreeSplit) ? kLargeMovedIn : 0;
   g_large_live++;
   g_large_bytes += d->bytes();
-  if (g_large_bytes + g_slab_bytes > g_peak_bytes) g_peak_bytes = g_large_bytes + g_slab_bytes;
+  note_peak_locked();
   return d;
 }
 
