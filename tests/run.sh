@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# The test command of the README: installs missing Debian packages,
-# configures build/ (Release, tests on), builds with two jobs and runs the
-# whole ctest suite (tests/, and bench/'s entries). Exits non-zero when
-# anything fails.
+# The test command of the README: installs missing Debian packages, then
+#  1. configures build/ (Release, tests on), builds with two jobs and runs
+#     the whole ctest suite (tests/, and bench/'s entries);
+#  2. configures build-checked/ (cmake -DREMALLOC_CHECKED=ON: every
+#     assertion, the validators, poisoned free blocks; no sanitizer suites,
+#     no benchmarks) and runs the whole suite against the checked allocator.
+# Exits non-zero when anything fails.
 #
-# Environment: BUILD_DIR (default build), JOBS (default 2), CTEST_ARGS (extra
-# arguments for ctest, e.g. "-L api" or "-E tsan").
+# Environment: BUILD_DIR (default build), CHECKED_DIR (default build-checked,
+# empty to skip), JOBS (default 2), CTEST_ARGS (extra arguments for ctest,
+# e.g. "-L api" or "-E tsan"), REMALLOC_TEST_SCALE (loop scale, default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
+CHECKED_DIR=${CHECKED_DIR-build-checked}
 JOBS=${JOBS:-2}
+export REMALLOC_TEST_SCALE=${REMALLOC_TEST_SCALE:-1}
 
 bash cmake/install-deps.sh
+status=0
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON
 cmake --build "$BUILD_DIR" -j "$JOBS"
 # shellcheck disable=SC2086
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" ${CTEST_ARGS:-}
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" ${CTEST_ARGS:-} || status=1
+
+if [ -n "$CHECKED_DIR" ]; then
+  cmake -S . -B "$CHECKED_DIR" -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON \
+    -DREMALLOC_CHECKED=ON -DREMALLOC_SANITIZER_TESTS=OFF -DREMALLOC_BUILD_BENCH=OFF
+  cmake --build "$CHECKED_DIR" -j "$JOBS"
+  # shellcheck disable=SC2086
+  ctest --test-dir "$CHECKED_DIR" --output-on-failure -j "$JOBS" ${CTEST_ARGS:-} || status=1
+fi
+exit $status

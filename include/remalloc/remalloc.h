@@ -2,9 +2,10 @@
  * large blocks by remapping pages instead of copying bytes.
  *
  * This header is the prefixed API. It works whether or not the library also
- * overrides the process's malloc (libremalloc.so does when preloaded or
- * linked; libremalloc.a exports only these prefixed names plus, when linked
- * with REMALLOC_OVERRIDE, the standard ones).
+ * overrides the process's malloc: libremalloc.so and libremalloc.a both
+ * export the standard names (malloc, free, operator new, ...) as well as
+ * these prefixed ones, so linking either one replaces the process's
+ * allocator.
  *
  * Semantics follow glibc: remalloc_malloc(0) returns a unique pointer,
  * remalloc_realloc(p, 0) frees p and returns NULL, overflow and impossible
@@ -58,6 +59,23 @@ REMALLOC_API int remalloc_owns(const void* p);
 REMALLOC_API void remalloc_stats_print(int fd);
 REMALLOC_API size_t remalloc_stats_json(char* buf, size_t len);
 
+/* The relocation engine's counters: one list (field name, label of the text
+ * report, meaning), from which the struct fields below, the text report and
+ * the JSON object are all generated. */
+#define REMALLOC_RELOC_COUNTERS(X)                                                        \
+  X(realloc_inplace, "realloc stayed in place", "large reallocs that needed no move")    \
+  X(grow_inplace, "grown in place", "growths that claimed following free pages")         \
+  X(shrink_inplace, "shrunk in place", "shrinks that returned tail pages")               \
+  X(moves_mremap, "moved by mremap", "moves by mremap(DONTUNMAP|FIXED)")                 \
+  X(moves_uffd, "moved by UFFDIO_MOVE", "moves by UFFDIO_MOVE")                          \
+  X(moves_copy, "moved by copying", "moves by memcpy then purge")                        \
+  X(bytes_moved, "bytes moved", "bytes relocated by remapping pages")                    \
+  X(bytes_copied, "bytes copied", "bytes relocated by memcpy")                           \
+  X(fallback_budget, "fallbacks: VMA budget", "mremap skipped: VMA budget full")         \
+  X(fallback_error, "fallbacks: mover failed", "a mover failed and a slower one finished") \
+  X(fallback_fork, "fallbacks: fork", "uffd refused pages shared with a fork child")     \
+  X(fallback_small, "fallbacks: small", "copied because below the move threshold")
+
 typedef struct remalloc_stats_s {
   size_t allocated;        /* bytes in live blocks (usable sizes; large blocks
                               kept in a thread's reuse cache count as live) */
@@ -69,19 +87,10 @@ typedef struct remalloc_stats_s {
   size_t large_live;       /* live large blocks */
   size_t small_live;       /* live small blocks (approximate, per heap) */
   size_t purged_bytes;     /* bytes given back with madvise/mmap */
-  /* relocation engine */
-  size_t realloc_inplace;  /* large reallocs that needed no move */
-  size_t grow_inplace;     /* growths that claimed following free pages */
-  size_t shrink_inplace;   /* shrinks that returned tail pages */
-  size_t moves_mremap;     /* moves by mremap(DONTUNMAP|FIXED) */
-  size_t moves_uffd;       /* moves by UFFDIO_MOVE */
-  size_t moves_copy;       /* moves by memcpy then purge */
-  size_t bytes_moved;      /* bytes relocated by remapping pages */
-  size_t bytes_copied;     /* bytes relocated by memcpy */
-  size_t fallback_budget;  /* mremap skipped: VMA budget full */
-  size_t fallback_error;   /* a mover failed and a slower one finished */
-  size_t fallback_fork;    /* uffd refused pages shared with a fork child */
-  size_t fallback_small;   /* copied because below the move threshold */
+  /* relocation engine: the counters of REMALLOC_RELOC_COUNTERS, in order */
+#define REMALLOC_STATS_FIELD_(name, label, doc) size_t name;
+  REMALLOC_RELOC_COUNTERS(REMALLOC_STATS_FIELD_)
+#undef REMALLOC_STATS_FIELD_
   size_t vma_estimate;     /* estimated VMAs of the process */
   size_t vma_budget;       /* VMAs remalloc allows itself to cause */
   size_t vma_heals;        /* free runs re-mapped to merge VMAs back */
@@ -91,9 +100,18 @@ REMALLOC_API void remalloc_stats_get(remalloc_stats_t* out);
 
 /* Options: name without the REMALLOC_ prefix, case-insensitive. Returns the
  * effective value (reading the environment on first use), or -1 for an
- * unknown name. remalloc_option_set returns 0, or -1 for an unknown name. */
+ * unknown name. remalloc_option_set returns 0, or -1 for an unknown name or
+ * a value outside the option's range (the option then keeps its value;
+ * REMALLOC_VERBOSE=1 says so on stderr). */
 REMALLOC_API long remalloc_option_get(const char* name);
 REMALLOC_API int remalloc_option_set(const char* name, long value);
+
+/* Checks the allocator's structures: the page heap (free runs, bins, purge
+ * lists, arenas, the byte accounting) and the calling thread's slabs. On the
+ * first inconsistency it reports what and where on stderr and aborts;
+ * otherwise it returns 0. The checked build (cmake -DREMALLOC_CHECKED=ON)
+ * also runs it by itself every few dozen page-heap operations. */
+REMALLOC_API int remalloc_validate(void);
 
 /* Test hook: make the next mover call of the given kind ("mremap", "uffd",
  * "copy") fail at step `step` (0 = first, 1 = middle, 2 = last) `count`

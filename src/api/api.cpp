@@ -10,6 +10,7 @@
 #include "api/options.h"
 #include "api/stats.h"
 #include "base/format.h"
+#include "base/lock.h"
 #include "platform/movers.h"
 #include "remalloc/remalloc.h"
 
@@ -19,25 +20,37 @@ static std::atomic<int> g_init{0};  // 0 none, 1 running, 2 done
 static std::atomic<bool> g_atfork{false};
 std::atomic<size_t> g_invalid_frees{0};
 
+// fork: remalloc's locks are held from its prepare handler to its parent or
+// child handler, on behalf of the forking thread (tl_fork_holder): the
+// program's own atfork handlers run before or after ours in an order we do
+// not choose, and may allocate; they use the held structures as the owner.
 static void fork_prepare() {
+  tl_fork_holder = true;
   heap::fork_prepare();
   pages::fork_prepare();
+  movers::fork_prepare();
 }
 static void fork_parent() {
+  movers::fork_parent();
   pages::fork_parent();
   heap::fork_parent();
+  tl_fork_holder = false;
 }
 static void fork_child() {
   pages::fork_child();
   heap::fork_child();
   movers::after_fork_child();
+  tl_fork_holder = false;
 }
+
+static RM_COLD void invalid(const void* p, const char* what);
 
 RM_NOINLINE void ensure_init() {
   if (RM_LIKELY(g_init.load(std::memory_order_acquire) == 2)) return;
   int expected = 0;
   if (g_init.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     options::init();
+    heap::g_on_invalid = invalid;
     g_init.store(2, std::memory_order_release);
     if (options::get(options::kVerbose)) {
       options::print(2);
@@ -66,7 +79,7 @@ static void* malloc_large(size_t size, size_t align_pages) {
   if (npages == 0) npages = 1;
   if (align_pages == 1 && npages <= heap::kLargeCacheMaxPages) {
     if (Span* c = heap::large_cache_get(npages)) {
-      c->requested = size;
+      pages::set_requested(c, size);
       return reinterpret_cast<void*>(c->start);
     }
   }
@@ -125,6 +138,11 @@ void* realloc(void* p, size_t size) {
   Span* s = pages::span_of(p);
   size_t old;
   if (s && heap::is_block(s, p)) {
+    if (RM_UNLIKELY(heap::has_free_mark(p)) &&
+        heap::check_marked(s, p, "realloc(): invalid pointer (block already freed)")) {
+      errno = EINVAL;
+      return nullptr;
+    }
     old = s->block_size;
     // Stay when it fits and does not waste more than half.
     if (size <= old && size * 2 >= old) return p;
@@ -272,7 +290,13 @@ int remalloc_option_set(const char* name, long value) {
   api::ensure_init();
   int id = options::find(name);
   if (id < 0) return -1;
-  options::set(options::Id(id), value);
+  return options::set(options::Id(id), value) ? 0 : -1;
+}
+
+int remalloc_validate(void) {
+  api::ensure_init();
+  pages::validate();
+  heap::validate_current();
   return 0;
 }
 

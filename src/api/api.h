@@ -19,14 +19,7 @@ void ensure_init();
 
 RM_INLINE void* malloc(size_t size) {
   if (RM_LIKELY(size <= sc::kMaxSmall)) {
-    Heap* h = heap::tl_heap;
-    Span* s = h->avail[sc::class_of(size)];
-    void* b = s->free_list;
-    if (RM_LIKELY(b)) {
-      s->free_list = *static_cast<void**>(b);
-      s->used++;
-      return b;
-    }
+    if (void* b = heap::malloc_fast(size); RM_LIKELY(b)) return b;
   }
   return malloc_slow(size);
 }

@@ -2,33 +2,39 @@
 #include "api/options.h"
 
 #include "base/format.h"
-#include "pages/internal.h"
+#include "pages/page_heap.h"
+#include "platform/movers.h"
 #include "platform/os.h"
 #include "platform/vma.h"
 
 namespace remalloc::options {
 
+// One row per option: everything about it is written here once.
+enum Kind : uint8_t { kInt, kBool, kEnum };
 struct Option {
   const char* name;  // lower case, without prefix
-  long value;
+  long value;        // effective value (starts as the default)
+  Kind kind;
+  long min, max;     // accepted range (kInt); kBool is 0..1
   const char* unit;
   const char* doc;
 };
 
 static Option g_options[kNumOptions] = {
-    {"verbose", 0, "", "print the effective options at start-up (1)"},
-    {"stats", 0, "", "print statistics at exit: 1 text, 2 JSON"},
-    {"purge_delay", 10, "ms", "free pages are given back after this delay (0: at once)"},
-    {"arena_size", 256, "MiB", "address space reserved per arena"},
-    {"mover", -1, "", "large-block mover: auto, mremap, uffd or copy"},
-    {"move_threshold", 128, "KiB", "blocks below this size are copied, not remapped"},
-    {"huge_threshold", 2048, "KiB", "blocks at or above this size are 2 MiB aligned"},
-    {"hugepage", 0, "", "advise transparent huge pages for huge blocks (1)"},
-    {"vma_budget", 0, "", "VMAs remalloc may let the process reach (0: max_map_count/4)"},
-    {"abort_on_invalid", 1, "", "abort on an invalid free (0: warn and count)"},
-    {"grow_inplace", 1, "", "grow large blocks in place when free pages follow (0: always move)"},
-    {"dirty_max", 1024, "MiB", "free memory kept unpurged at most (or the peak footprint if larger); past it, purge at once"},
-    {"grow_headroom", 1, "", "a block moved by realloc gets as much room again to grow into (1)"},
+    {"verbose", 0, kBool, 0, 1, "", "print the effective options at start-up (1)"},
+    {"stats", 0, kEnum, 0, 2, "", "print statistics at exit: 1 text, 2 (or json) JSON"},
+    {"purge_delay", 10, kInt, 0, 3'600'000, "ms", "free pages are given back after this delay (0: at once)"},
+    {"arena_size", 256, kInt, 64, 1L << 20, "MiB", "address space reserved per arena"},
+    {"mover", -1, kEnum, -1, 2, "", "large-block mover: auto, mremap, uffd or copy"},
+    {"move_threshold", 128, kInt, 0, 1L << 30, "KiB", "blocks below this size are copied, not remapped"},
+    {"huge_threshold", 2048, kInt, 4, 1L << 30, "KiB", "blocks at or above this size are 2 MiB aligned"},
+    {"hugepage", 0, kBool, 0, 1, "", "advise transparent huge pages for huge blocks (1)"},
+    {"vma_budget", 0, kInt, 0, 1L << 31, "", "VMAs remalloc may let the process reach (0: max_map_count/4)"},
+    {"abort_on_invalid", 1, kBool, 0, 1, "", "abort on an invalid free (0: warn and count)"},
+    {"grow_inplace", 1, kBool, 0, 1, "", "grow large blocks in place when free pages follow (0: always move)"},
+    {"dirty_max", 1024, kInt, 0, 1L << 30, "MiB",
+     "free memory kept unpurged at most (or the peak footprint if larger); past it, purge at once"},
+    {"grow_headroom", 1, kBool, 0, 1, "", "a block moved by realloc gets as much room again to grow into (1)"},
 };
 
 static bool lower_eq(const char* a, const char* b) {
@@ -40,23 +46,29 @@ static bool lower_eq(const char* a, const char* b) {
   }
 }
 
-static const char* const kMoverNames[] = {"mremap", "uffd", "copy"};
+// The name of value v of an enum option, or nullptr.
+static const char* enum_name(Id id, long v) {
+  if (id == kMover) return v < 0 ? "auto" : movers::kind_name(int(v));
+  if (id == kStats) return v == 0 ? "off" : v == 1 ? "text" : "json";
+  return nullptr;
+}
+
+bool valid(Id id, long v) {
+  const Option& o = g_options[id];
+  return v >= o.min && v <= o.max;
+}
 
 static bool parse(Id id, const char* s, long* out) {
-  if (id == kMover) {
-    if (lower_eq(s, "auto")) {
-      *out = -1;
-      return true;
-    }
-    for (int i = 0; i < 3; i++)
-      if (lower_eq(s, kMoverNames[i])) {
-        *out = i;
+  const Option& o = g_options[id];
+  if (o.kind == kEnum) {
+    for (long v = o.min; v <= o.max; v++) {
+      if (lower_eq(s, enum_name(id, v))) {
+        *out = v;
         return true;
       }
-    return false;
+    }
   }
-  if (id == kVerbose || id == kHugepage || id == kAbortOnInvalid || id == kGrowInplace ||
-      id == kGrowHeadroom) {
+  if (o.kind == kBool) {
     if (lower_eq(s, "true") || lower_eq(s, "yes") || lower_eq(s, "on")) {
       *out = 1;
       return true;
@@ -66,10 +78,8 @@ static bool parse(Id id, const char* s, long* out) {
       return true;
     }
   }
-  if (id == kStats && lower_eq(s, "json")) {
-    *out = 2;
-    return true;
-  }
+  bool neg = *s == '-';
+  if (neg) s++;
   if (*s == 0) return false;
   long v = 0;
   for (const char* p = s; *p; p++) {
@@ -77,8 +87,18 @@ static bool parse(Id id, const char* s, long* out) {
     v = v * 10 + (*p - '0');
     if (v > (1L << 40)) return false;
   }
-  *out = v;
-  return true;
+  *out = neg ? -v : v;
+  return valid(id, *out);
+}
+
+static void refuse(const char* var, const char* text, long v, bool numeric) {
+  Writer w(2);
+  w.str("remalloc: warning: ignoring ").str(var).chr('=');
+  if (numeric)
+    w.i64(v);
+  else
+    w.str(text);
+  w.str(" (bad value; the option keeps its value)\n");
 }
 
 static int g_state = 0;  // 0 not read, 1 read
@@ -97,21 +117,31 @@ void init() {
     const char* val = os::env_lookup(var);
     if (!val) continue;
     long v;
-    if (parse(Id(i), val, &v)) {
+    if (parse(Id(i), val, &v))
       g_options[i].value = v;
-    } else {
-      Writer w(2);
-      w.str("remalloc: warning: ignoring ").str(var).str("=").str(val).str(" (bad value)\n");
-    }
+    else
+      refuse(var, val, 0, false);
   }
   apply();
 }
 
 long get(Id id) { return g_options[id].value; }
 
-void set(Id id, long value) {
+bool set(Id id, long value) {
+  if (!valid(id, value)) {
+    if (g_options[kVerbose].value) {
+      char var[64] = "REMALLOC_";
+      size_t n = 9;
+      for (const char* p = g_options[id].name; *p && n + 1 < sizeof var; p++)
+        var[n++] = *p >= 'a' && *p <= 'z' ? char(*p - 32) : *p;
+      var[n] = 0;
+      refuse(var, nullptr, value, true);
+    }
+    return false;
+  }
   g_options[id].value = value;
   apply();
+  return true;
 }
 
 int find(const char* nm) {
@@ -130,20 +160,19 @@ int find(const char* nm) {
 const char* name(Id id) { return g_options[id].name; }
 
 void apply() {
-  pages::Config& c = pages::g_config;
+  pages::Config c = pages::config();
   long d = g_options[kPurgeDelay].value;
   c.purge_delay_ns = uint64_t(d < 0 ? 0 : d) * 1000000ull;
   long a = g_options[kArenaSize].value;
-  if (a < 64) a = 64;
   c.arena_bytes = align_up(size_t(a) << 20, kArenaGranule);
   c.mover = int(g_options[kMover].value);
   c.move_threshold = size_t(g_options[kMoveThreshold].value) << 10;
-  size_t ht = size_t(g_options[kHugeThreshold].value) << 10;
-  c.huge_threshold = ht < kPageSize ? kPageSize : ht;
+  c.huge_threshold = size_t(g_options[kHugeThreshold].value) << 10;
   c.hugepage = g_options[kHugepage].value != 0;
   c.grow_inplace = g_options[kGrowInplace].value != 0;
   c.dirty_max = size_t(g_options[kDirtyMax].value) << 20;
   c.grow_headroom = g_options[kGrowHeadroom].value != 0;
+  pages::configure(c);
   vma::set_budget(size_t(g_options[kVmaBudget].value));
 }
 
@@ -153,8 +182,8 @@ void print(int fd) {
   for (int i = 0; i < kNumOptions; i++) {
     const Option& o = g_options[i];
     w.str("remalloc:   ").str(o.name).pad_to(30);
-    if (i == kMover)
-      w.str(o.value < 0 ? "auto" : kMoverNames[o.value]);
+    if (o.kind == kEnum)
+      w.str(enum_name(Id(i), o.value));
     else
       w.i64(o.value);
     if (*o.unit) w.chr(' ').str(o.unit);

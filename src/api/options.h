@@ -1,7 +1,8 @@
-// api: options. One table (name, default, unit, doc); values are read lazily
-// from `environ` as REMALLOC_<NAME> (getenv may not be usable while
-// preloading); bad values warn and keep the default. REMALLOC_VERBOSE=1
-// prints every effective value.
+// api: options. One table (name, default, type, range, unit, doc); values
+// are read lazily from `environ` as REMALLOC_<NAME> (getenv may not be
+// usable while preloading); a bad value (not of the type, or out of range)
+// warns and keeps the default. REMALLOC_VERBOSE=1 prints every effective
+// value, and reports values refused by remalloc_option_set.
 #pragma once
 #include <cstddef>
 
@@ -28,7 +29,9 @@ enum Id : int {
 // every value is a plain word).
 void init();
 long get(Id id);
-void set(Id id, long value);
+// Sets a value in range; false (the option unchanged) otherwise.
+bool set(Id id, long value);
+bool valid(Id id, long value);
 // By name, without the REMALLOC_ prefix, case-insensitive; -1 if unknown.
 int find(const char* name);
 const char* name(Id id);

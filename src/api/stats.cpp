@@ -12,15 +12,22 @@
 
 using namespace remalloc;
 
-extern "C" void remalloc_stats_get(remalloc_stats_t* out) {
-  if (!out) return;
-  api::ensure_init();
+namespace {
+
+// One report's figures: the page heap and the small heaps, each read once.
+struct Snapshot {
+  remalloc_stats_t st;
   pages::Stats ps;
-  pages::get_stats(&ps);
-  pages::RelocStats rs;
-  pages::get_reloc_stats(&rs);
   heap::Stats hs;
-  heap::get_stats(&hs);
+};
+
+void gather(Snapshot* s) {
+  api::ensure_init();
+  pages::get_stats(&s->ps);
+  heap::get_stats(&s->hs);
+  const pages::Stats& ps = s->ps;
+  const heap::Stats& hs = s->hs;
+  remalloc_stats_t* out = &s->st;
   *out = remalloc_stats_t{};
   size_t small_bytes = 0;
   for (unsigned c = 0; c < sc::kNumClasses; c++) small_bytes += hs.live_by_class[c] * sc::kInfo[c].size;
@@ -32,41 +39,42 @@ extern "C" void remalloc_stats_get(remalloc_stats_t* out) {
   out->large_live = ps.large_live;
   out->small_live = hs.blocks_live;
   out->purged_bytes = ps.purged_bytes;
-  out->realloc_inplace = rs.realloc_inplace;
-  out->grow_inplace = rs.grow_inplace;
-  out->shrink_inplace = rs.shrink_inplace;
-  out->moves_mremap = rs.moves_mremap;
-  out->moves_uffd = rs.moves_uffd;
-  out->moves_copy = rs.moves_copy;
-  out->bytes_moved = rs.bytes_moved;
-  out->bytes_copied = rs.bytes_copied;
-  out->fallback_budget = rs.fallback_budget;
-  out->fallback_error = rs.fallback_error;
-  out->fallback_fork = rs.fallback_fork;
-  out->fallback_small = rs.fallback_small;
+#define X(name, label, doc) out->name = ps.counters[pages::kCount_##name];
+  REMALLOC_RELOC_COUNTERS(X)
+#undef X
   out->vma_estimate = vma::estimate();
   out->vma_budget = vma::budget();
   out->vma_heals = ps.heals;
 }
 
-#define RM_STATS_FIELDS(X)                                                                  \
-  X(allocated) X(peak_allocated) X(mapped) X(resident) X(arenas) X(large_live) X(small_live) \
-  X(purged_bytes) X(realloc_inplace) X(grow_inplace) X(shrink_inplace) X(moves_mremap)       \
-  X(moves_uffd) X(moves_copy) X(bytes_moved) X(bytes_copied) X(fallback_budget)             \
-  X(fallback_error) X(fallback_fork) X(fallback_small) X(vma_estimate) X(vma_budget)        \
-  X(vma_heals)
+}  // namespace
+
+extern "C" void remalloc_stats_get(remalloc_stats_t* out) {
+  if (!out) return;
+  Snapshot s;
+  gather(&s);
+  *out = s.st;
+}
 
 extern "C" size_t remalloc_stats_json(char* buf, size_t len) {
-  remalloc_stats_t st;
-  remalloc_stats_get(&st);
-  heap::Stats hs;
-  heap::get_stats(&hs);
+  Snapshot s;
+  gather(&s);
+  const remalloc_stats_t& st = s.st;
+  const heap::Stats& hs = s.hs;
   BufWriter w(buf, len);
   w.str("{");
-#define X(f) w.str("\"" #f "\":").u64(st.f).str(",");
-  RM_STATS_FIELDS(X)
+#define F(f) w.str("\"" #f "\":").u64(st.f).str(",");
+  F(allocated) F(peak_allocated) F(mapped) F(resident) F(arenas) F(large_live) F(small_live)
+  F(purged_bytes)
+#define X(name, label, doc) F(name)
+  REMALLOC_RELOC_COUNTERS(X)
 #undef X
-  w.str("\"invalid_frees\":").u64(api::g_invalid_frees.load());
+  F(vma_estimate) F(vma_budget) F(vma_heals)
+#undef F
+  w.str("\"free_bytes\":").u64(s.ps.free_bytes).str(",\"dirty_bytes\":").u64(s.ps.dirty_bytes);
+  w.str(",\"slab_bytes\":").u64(s.ps.slab_bytes).str(",\"large_bytes\":").u64(s.ps.large_bytes);
+  w.str(",\"meta_bytes\":").u64(s.ps.meta_bytes);
+  w.str(",\"invalid_frees\":").u64(api::g_invalid_frees.load());
   w.str(",\"heaps\":").u64(hs.heaps).str(",\"slabs\":").u64(hs.slabs);
   w.str(",\"size_classes\":[");
   bool first = true;
@@ -82,12 +90,11 @@ extern "C" size_t remalloc_stats_json(char* buf, size_t len) {
 }
 
 extern "C" void remalloc_stats_print(int fd) {
-  remalloc_stats_t st;
-  remalloc_stats_get(&st);
-  pages::Stats ps;
-  pages::get_stats(&ps);
-  heap::Stats hs;
-  heap::get_stats(&hs);
+  Snapshot s;
+  gather(&s);
+  const remalloc_stats_t& st = s.st;
+  const pages::Stats& ps = s.ps;
+  const heap::Stats& hs = s.hs;
   Writer w(fd);
   w.str("remalloc statistics\n");
   w.str("  in live blocks").pad_to(36).bytes(st.allocated).chr('\n');
@@ -97,6 +104,7 @@ extern "C" void remalloc_stats_print(int fd) {
   w.str("    large blocks").pad_to(36).bytes(ps.large_bytes).str(" in ").u64(ps.large_live).str(" blocks\n");
   w.str("  free runs").pad_to(36).bytes(ps.free_bytes).str(" (").bytes(ps.dirty_bytes).str(" not yet purged)\n");
   w.str("  = reserved by arenas").pad_to(36).bytes(ps.mapped).str(" in ").u64(ps.arenas).str(" arenas\n");
+  w.str("  arena metadata (reserved)").pad_to(36).bytes(ps.meta_bytes).chr('\n');
   w.str("  resident (RSS)").pad_to(36).bytes(st.resident).chr('\n');
   w.str("  purged").pad_to(36).bytes(st.purged_bytes).chr('\n');
   w.str("  heaps").pad_to(36).u64(hs.heaps).str(" (").u64(hs.abandoned).str(" abandoned)\n");
@@ -110,15 +118,9 @@ extern "C" void remalloc_stats_print(int fd) {
   }
   w.chr('\n');
   w.str("relocation engine\n");
-  w.str("  realloc stayed in place").pad_to(36).u64(st.realloc_inplace).chr('\n');
-  w.str("  grown in place").pad_to(36).u64(st.grow_inplace).chr('\n');
-  w.str("  shrunk in place").pad_to(36).u64(st.shrink_inplace).chr('\n');
-  w.str("  moved by mremap").pad_to(36).u64(st.moves_mremap).chr('\n');
-  w.str("  moved by UFFDIO_MOVE").pad_to(36).u64(st.moves_uffd).chr('\n');
-  w.str("  moved by copying").pad_to(36).u64(st.moves_copy).chr('\n');
-  w.str("  bytes moved / copied").pad_to(36).bytes(st.bytes_moved).str(" / ").bytes(st.bytes_copied).chr('\n');
-  w.str("  fallbacks budget/error/fork/small").pad_to(36).u64(st.fallback_budget).chr('/')
-      .u64(st.fallback_error).chr('/').u64(st.fallback_fork).chr('/').u64(st.fallback_small).chr('\n');
+#define X(name, label, doc) w.str("  " label).pad_to(36).u64(st.name).chr('\n');
+  REMALLOC_RELOC_COUNTERS(X)
+#undef X
   w.str("  VMAs (estimate / budget)").pad_to(36).u64(st.vma_estimate).str(" / ").u64(st.vma_budget)
       .str(", healed ").u64(st.vma_heals).chr('\n');
 }

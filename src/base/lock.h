@@ -8,6 +8,12 @@
 
 namespace remalloc {
 
+// Set on the thread that runs fork(): from remalloc's prepare handler until
+// its parent or child handler. While set, the Mutexes that handler took
+// (fork_held) count as held by this thread, so other atfork handlers that
+// run in between (the program's own, in any order) may allocate.
+extern __thread bool tl_fork_holder;
+
 class Mutex {
  public:
   constexpr Mutex() = default;
@@ -24,17 +30,35 @@ class Mutex {
                                           std::memory_order_relaxed);
   }
   RM_INLINE void unlock() {
+    if (RM_UNLIKELY(fork_held_.load(std::memory_order_relaxed)) && tl_fork_holder) return;
     if (RM_UNLIKELY(state_.exchange(0, std::memory_order_release) == 2)) wake();
+  }
+  // fork: the prepare handler takes the lock for the forking thread, which
+  // may then use what it guards (lock/unlock are no-ops for it) until the
+  // parent handler releases it or the child handler resets it.
+  void fork_acquire() {
+    lock();
+    fork_held_.store(true, std::memory_order_relaxed);
+  }
+  void fork_release() {
+    fork_held_.store(false, std::memory_order_relaxed);
+    unlock();
   }
   // In a fork child: the lock was taken by the prepare handler of the
   // thread that forked; the child has only that thread, so reset it.
-  void reset_in_child() { state_.store(0, std::memory_order_relaxed); }
+  void reset_in_child() {
+    fork_held_.store(false, std::memory_order_relaxed);
+    state_.store(0, std::memory_order_relaxed);
+  }
 
  private:
   void lock_slow();
   void wake();
   // 0 unlocked, 1 locked, 2 locked with waiters.
   std::atomic<uint32_t> state_{0};
+  // Held by the fork prepare handler on behalf of the forking thread
+  // (tl_fork_holder); only that thread treats it as its own.
+  std::atomic<bool> fork_held_{false};
 };
 
 class LockGuard {

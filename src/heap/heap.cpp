@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include <cerrno>
+#include <cstring>
 #include <new>
 
 #include "base/lock.h"
@@ -196,11 +197,60 @@ static Span* new_slab(Heap* h, unsigned c) {
   return s;
 }
 
+void poison_freed(Span* s, void* p) {
+  memset(static_cast<char*>(p) + 2 * sizeof(void*), kPoisonByte, s->block_size - 2 * sizeof(void*));
+}
+
+void check_handed_out(Span* s, void* b) {
+  // The link must lead to a block of the same slab (or end the list).
+  uintptr_t next = *static_cast<uintptr_t*>(b);
+  if (next && (next - s->start >= s->slab_bytes || (next - s->start) % s->block_size))
+    fatal("heap corruption: a free block's link was overwritten (a write past the block before it, "
+          "or into this freed block)", b);
+  // A block that was freed (it has the mark) must still hold the poison.
+  if (!has_free_mark(b)) return;
+  const unsigned char* q = static_cast<const unsigned char*>(b);
+  for (size_t i = 2 * sizeof(void*); i < s->block_size; i++)
+    if (q[i] != kPoisonByte) fatal("heap corruption: write into a freed block", q + i);
+}
+
 static void* pop(Span* s) {
   void* b = s->free_list;
+  if constexpr (kPoisonFreed) check_handed_out(s, b);
   s->free_list = *static_cast<void**>(b);
   s->used++;
+  static_cast<uintptr_t*>(b)[1] = 0;  // clear the free mark
   return b;
+}
+
+// ---- double frees -------------------------------------------------------------
+static void abort_on_invalid(const void* p, const char* what) { fatal(what, p); }
+void (*g_on_invalid)(const void* p, const char* what) = abort_on_invalid;
+
+// Is p on the singly linked list starting at `head`? Walks at most `limit`
+// links (a list damaged by a use after free must not hang us).
+static bool on_list(uintptr_t head, const void* p, size_t limit) {
+  for (uintptr_t q = head & ~uintptr_t{1}; q && limit--; q = *reinterpret_cast<uintptr_t*>(q)) {
+    if (reinterpret_cast<const void*>(q) == p) return true;
+    Span* qs = pages::span_of(reinterpret_cast<void*>(q));
+    if (!qs || !is_block(qs, reinterpret_cast<void*>(q))) return false;  // damaged list
+  }
+  return false;
+}
+
+bool check_marked(Span* s, void* p, const char* what) {
+  bool freed;
+  if (s->heap == tl_heap) {
+    // Only this thread pops these lists; other threads only push.
+    size_t cap = s->capacity + 1;
+    freed = on_list(reinterpret_cast<uintptr_t>(s->free_list), p, cap) ||
+            on_list(s->remote.load(std::memory_order_acquire), p, cap) ||
+            on_list(tl_heap->delayed.load(std::memory_order_acquire), p, size_t{1} << 26);
+  } else {
+    freed = true;
+  }
+  if (freed) g_on_invalid(p, what);
+  return freed;
 }
 
 // Finds a free block of class c in heap h (owner or lock holder).
@@ -377,12 +427,12 @@ void* malloc_slow(size_t size) {
 }
 
 void fork_prepare() {
-  g_backstop_lock.lock();
-  g_heaps_lock.lock();
+  g_backstop_lock.fork_acquire();
+  g_heaps_lock.fork_acquire();
 }
 void fork_parent() {
-  g_heaps_lock.unlock();
-  g_backstop_lock.unlock();
+  g_heaps_lock.fork_release();
+  g_backstop_lock.fork_release();
 }
 void fork_child() {
   g_heaps_lock.reset_in_child();
@@ -390,6 +440,37 @@ void fork_child() {
   // The other threads are gone in the child; their heaps stay owned by them
   // (they may be mid-update, so adopting them would be unsafe). Their blocks
   // can still be freed: frees from this thread go to the remote lists.
+}
+
+void validate_current() {
+  Heap* h = tl_heap;
+  {
+    LockGuard g(g_heaps_lock);
+    size_t n = 0;
+    bool found = h == &g_empty_heap;
+    for (Heap* x = g_all_heaps; x; x = x->next_all) {
+      if (++n > g_heap_count) fatal("heaps: registry longer than the heap count (a cycle?)", x);
+      if (x == h) found = true;
+      if (x->state > kHeapBackstop) fatal("heaps: heap in an unknown state", x);
+    }
+    if (n != g_heap_count) fatal("heaps: registry shorter than the heap count", nullptr);
+    if (!found) fatal("heaps: this thread's heap is not registered", h);
+    for (Heap* x = g_abandoned; x; x = x->next_abandoned)
+      if (x->state != kHeapAbandoned) fatal("heaps: a heap on the abandoned list is not abandoned", x);
+  }
+  if (h == &g_empty_heap) return;
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    for (int list = 0; list < 2; list++) {
+      Span* prev = nullptr;
+      for (Span* s = list == 0 ? h->avail[c] : h->full[c]; s && s != &g_empty_span; prev = s, s = s->next) {
+        if (s->kind != kSpanSlab || s->heap != h || s->size_class != c)
+          fatal("heaps: a slab on this heap's lists is not its slab of this class", reinterpret_cast<void*>(s->start));
+        if (s->prev != prev) fatal("heaps: broken slab list links", reinterpret_cast<void*>(s->start));
+        if (bool(s->is_full) != (list == 1)) fatal("heaps: slab on the wrong list for its full flag", reinterpret_cast<void*>(s->start));
+        pages::validate_span(s, true);
+      }
+    }
+  }
 }
 
 void get_stats(Stats* out) {

@@ -64,6 +64,54 @@ void fork_prepare();
 void fork_parent();
 void fork_child();
 
+// Double-free detection. A freed small block carries a mark in its second
+// word (blocks are at least 16 bytes): its address mixed with a constant.
+// malloc clears the word, so a live block holds the mark only if the program
+// wrote it there. A free or realloc that finds the mark takes the slow check:
+// the owner scans the slab's lists and the heap's delayed list to confirm; a
+// thread that does not own the slab takes the mark as proof (the program
+// would have to have written this block's own mark into it).
+constexpr uintptr_t kFreeMarkKey = 0x9d3b5f2a6c718e43ull;
+RM_INLINE uintptr_t free_mark(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) ^ kFreeMarkKey;
+}
+RM_INLINE bool has_free_mark(const void* p) {
+  return static_cast<const uintptr_t*>(p)[1] == free_mark(p);
+}
+// p carries the mark: is it really free? Reports it through g_on_invalid
+// (`what` names the call) and returns true when it is.
+RM_NOINLINE bool check_marked(Span* s, void* p, const char* what);
+// How invalid pointers are reported: the api layer installs its handler
+// (abort or counted warning, by option); until then, abort.
+extern void (*g_on_invalid)(const void* p, const char* what);
+
+// The checked build (REMALLOC_DEBUG >= 3) poisons freed small blocks past
+// their two link words and checks the poison and the link when the block is
+// handed out again: a write into a freed block, or past the end of the block
+// before it, is reported with the address and aborts.
+#if REMALLOC_DEBUG >= 3
+constexpr bool kPoisonFreed = true;
+#else
+constexpr bool kPoisonFreed = false;
+#endif
+constexpr uint8_t kPoisonByte = 0xdf;
+void poison_freed(Span* s, void* p);
+void check_handed_out(Span* s, void* b);
+
+// The small-block fast path: a block of class_of(size) from this thread's
+// current slab, or nullptr (the caller takes the slow path).
+RM_INLINE void* malloc_fast(size_t size) {
+  Span* s = tl_heap->avail[sc::class_of(size)];
+  void* b = s->free_list;
+  if (RM_LIKELY(b)) {
+    if constexpr (kPoisonFreed) check_handed_out(s, b);
+    s->free_list = *static_cast<void**>(b);
+    s->used++;
+    static_cast<uintptr_t*>(b)[1] = 0;  // clear the free mark
+  }
+  return b;
+}
+
 // Is p a block boundary of slab s?
 // (False for every span that is not a slab: their slab_bytes is 0.)
 RM_INLINE bool is_block(const Span* s, const void* p) {
@@ -74,6 +122,10 @@ RM_INLINE bool is_block(const Span* s, const void* p) {
 }
 
 RM_INLINE void free_small(Span* s, void* p) {
+  if (RM_UNLIKELY(has_free_mark(p)) && check_marked(s, p, "free(): double free detected"))
+    return;  // reported (and, if the program goes on, ignored)
+  static_cast<uintptr_t*>(p)[1] = free_mark(p);
+  if constexpr (kPoisonFreed) poison_freed(s, p);
   Heap* h = tl_heap;
   if (RM_LIKELY(s->heap == h)) {
     *static_cast<void**>(p) = s->free_list;
@@ -92,6 +144,11 @@ Span* large_cache_get(size_t npages);
 bool large_cache_put(Span* s);
 // Gives this thread's cached large blocks back to the page heap.
 void large_cache_flush_current();
+
+// Checks the calling thread's heap (every slab on its lists against the
+// span/slab contract, list links, kinds and owners) and the registry of
+// heaps; aborts with a message on the first inconsistency.
+void validate_current();
 
 struct Stats {
   size_t heaps, abandoned, slabs, blocks_live;

@@ -1,4 +1,13 @@
-// page heap: internals shared by arena.cpp, page_heap.cpp and relocate.cpp.
+// page heap internals, shared by the files of pages/ only (never included
+// from outside pages/: other layers use page_heap.h and span.h).
+//
+//   arena.cpp      arenas: reservation, the arena map, their validator
+//   free_runs.cpp  free runs: bins, coalescing, searches, byte totals
+//   purge.cpp      purging: decay list, dirty cap, healing of split VMAs
+//   page_heap.cpp  the lock, allocation and free of spans, the accounting of
+//                  live bytes, and the primitives of the relocation engine
+//   relocate.cpp   the relocation engine: policy only (which primitive,
+//                  which mover)
 #pragma once
 #include <atomic>
 
@@ -7,70 +16,45 @@
 
 namespace remalloc::pages {
 
-// Settings the api layer passes down (options); read without the lock.
-struct Config {
-  uint64_t purge_delay_ns = 10'000'000;       // 10 ms
-  size_t arena_bytes = size_t{256} << 20;     // default reservation
-  size_t move_threshold = size_t{128} << 10;  // copy below this size
-  size_t huge_threshold = size_t{2} << 20;    // 2 MiB-aligned at or above
-  int mover = -1;                             // -1 auto, else movers::Kind
-  bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
-  size_t shrink_slack_pages = 0;              // shrink only when freeing more
-  bool grow_inplace = true;                   // claim following free pages
-  size_t dirty_max = size_t{1024} << 20;      // purge at once past this
-  bool grow_headroom = true;                  // moved blocks get room to grow
-};
-extern Config g_config;
-
-extern Mutex g_lock;
-
-// ---- arenas (arena.cpp) ----
-// A new arena with room for `npages` aligned to `align_pages`, in `region`;
-// registered in the arena map. Lock held.
-Arena* new_arena_locked(size_t npages, size_t align_pages, Region region);
-extern Arena* g_arenas;  // all arenas, newest first
-extern size_t g_arena_count;
-extern size_t g_mapped_bytes;
-
-// ---- free runs (page_heap.cpp) ----
-// Carves a run of npages aligned to align_pages from the free pool of
-// `region` (making a new arena when needed). `room_after`: prefer a place
-// with free pages after it (for blocks that grow). The result has kind
-// kSpanNone and keeps the free run's flags in `flags` (dirty/split).
-// With `phase`, the run starts `phase` pages past an align boundary (so a
-// moved block keeps its offset inside 2 MiB and the kernel can move whole
-// page-table pages).
-Span* take_run_locked(size_t npages, size_t align_pages, Region region, bool room_after,
-                      size_t phase = 0);
-// Returns pages [idx, idx+n) of arena `a` to the free pool.
-void put_run_locked(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now);
-// Removes free run `f` from its lists (to claim it).
-void unlink_free_locked(Span* f);
-void maybe_purge_locked(uint64_t now);
-// Heals all split free runs (takes the lock); false if there were none.
-bool heal_for_budget();
-// The free run starting at page idx of a, or nullptr.
-Span* free_run_at(Arena* a, size_t idx);
-// Makes pages [idx, idx+n) one free run without coalescing.
-// Dirty/split pages lie within [lo, hi) (clipped to the run).
-Span* make_free(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t lo, size_t hi);
-// Marks a span as a live large block of `npages`.
-void init_large(Span* s, size_t npages, size_t requested);
+extern Config g_config;  // written by configure() only
+extern Mutex g_lock;     // guards everything below unless said otherwise
 
 RM_INLINE size_t index_of(const Arena* a, const Span* s) { return size_t(s - a->meta); }
 
-// Live-data counters (lock held); note_peak_locked updates g_peak_bytes.
-void note_peak_locked();
-extern size_t g_large_live, g_large_bytes, g_slab_bytes, g_slabs, g_peak_bytes;
+// ---- arenas (arena.cpp) ----------------------------------------------------
+// A new arena with room for `npages` aligned to `align_pages`, in `region`;
+// registered in the arena map, its pages one clean free run.
+Arena* new_arena_locked(size_t npages, size_t align_pages, Region region);
+extern Arena* g_arenas;  // all arenas, newest first
+extern size_t g_arena_count;
+extern size_t g_mapped_bytes;     // sum of arena bytes
+extern size_t g_meta_bytes;       // sum of their metadata reservations
+// Checks every arena: alignment, map entries, and that its runs tile it
+// (each run's `back` entries and kinds). Returns bytes by kind.
+struct ArenaTally {
+  size_t free_bytes, large_bytes, slab_bytes, cached_bytes, runs, free_runs;
+};
+void validate_arenas_locked(ArenaTally* out);
+
+// ---- the relocation engine's primitives (page_heap.cpp) -------------------
+// Grows (claiming the free run that follows) or shrinks (returning the
+// tail) a live large block to `new_pages`; false when growth finds no room.
+bool resize_in_place(Span* s, size_t new_pages, size_t new_size);
+// A run of `npages` for a block moving in (a live large block already, so
+// the accounting holds), aligned to `align` plus `phase` pages, in
+// `region`, preferring a place with free pages after it. nullptr if none.
+Span* take_move_dst(size_t npages, size_t align, size_t phase, Region region, size_t new_size);
+// Gives back a live large block whose pages were moved away (`clean`: they
+// read as zeros now; `split`: a page move may have split its VMA).
+void release_moved(Span* s, bool clean, bool split);
+
+// The peak of bytes held for blocks (slabs and large), for the dirty cap.
+size_t peak_bytes_locked();
 
 // Relocation counters.
-extern std::atomic<size_t> g_reloc[12];
-enum RelocCounter {
-  kRealloc_inplace, kGrow_inplace, kShrink_inplace, kMoves_mremap, kMoves_uffd, kMoves_copy,
-  kBytes_moved, kBytes_copied, kFallback_budget, kFallback_error, kFallback_fork, kFallback_small
-};
-RM_INLINE void count(RelocCounter c, size_t n = 1) {
-  g_reloc[c].fetch_add(n, std::memory_order_relaxed);
+extern std::atomic<size_t> g_counters[kNumCounters];
+RM_INLINE void count(Counter c, size_t n = 1) {
+  g_counters[c].fetch_add(n, std::memory_order_relaxed);
 }
 
 }  // namespace remalloc::pages

@@ -1,25 +1,49 @@
-// page heap: runs of pages for slabs and large blocks, free runs with
-// coalescing, purging with a decay delay, and the relocation engine for
-// large blocks (relocate.cpp).
+// page heap: the front door of pages/. Runs of pages for slabs and large
+// blocks, the relocation engine for large blocks, purging, statistics and
+// the checked build's validator. Nothing outside pages/ includes another
+// pages/ header except span.h (the span/slab contract).
 //
-// Thread safety: one mutex guards the run structures; page moves run outside
-// it (the mover's source and destination runs belong to the caller).
+// Thread safety: one mutex guards arenas, free runs, purge lists and the
+// byte accounting (files of pages/ only). Page moves run outside it: the
+// mover's source and destination runs belong to the caller.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 #include "pages/span.h"
+#include "remalloc/remalloc.h"
 
 namespace remalloc::pages {
 
 enum Region : uint8_t { kRegionNormal = 0, kRegionUffd = 1, kNumRegions = 2 };
 
+// Settings from the api layer's options, passed in with configure().
+struct Config {
+  uint64_t purge_delay_ns = 10'000'000;       // 10 ms
+  size_t arena_bytes = size_t{256} << 20;     // default reservation
+  size_t move_threshold = size_t{128} << 10;  // copy below this size
+  size_t huge_threshold = size_t{2} << 20;    // 2 MiB-aligned at or above
+  int mover = -1;                             // -1 auto, else movers::Kind
+  bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
+  size_t shrink_slack_pages = 0;              // shrink only when freeing more
+  bool grow_inplace = true;                   // claim following free pages
+  size_t dirty_max = size_t{1024} << 20;      // purge at once past this
+  bool grow_headroom = true;                  // moved blocks get room to grow
+};
+// Takes effect for later operations; may be called at any time.
+void configure(const Config& c);
+const Config& config();
+
 // A large block of `npages` pages whose start is aligned to `align_pages`
-// (power of two). Returns nullptr when address space runs out.
+// (power of two). Returns nullptr when address space runs out. With
+// `zeroed`, tells whether the pages are known to read as zeros.
 Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zeroed = nullptr);
 // A slab of `npages` pages (every page's `back` set).
 Span* alloc_slab(size_t npages);
 // Gives a large block or a slab back; it coalesces with free neighbours.
 void free_span(Span* s);
+// Records the bytes asked for a live large block (the owner only).
+RM_INLINE void set_requested(Span* s, size_t n) { s->requested = n; }
 
 // Is p the start of a live large block? (for free/realloc validation)
 RM_INLINE bool is_large_start(const Span* s, const void* p) {
@@ -27,30 +51,41 @@ RM_INLINE bool is_large_start(const Span* s, const void* p) {
 }
 
 // realloc of a large block (relocate.cpp): returns the block's new address
-// (maybe the same), or nullptr with the block untouched.
+// (maybe the same), or nullptr with ENOMEM and the block untouched.
 void* realloc_large(Span* s, size_t new_size);
 
-// Runs the purge of runs whose delay passed; `all` purges every dirty run.
-// Returns bytes purged.
+// Runs the purge of runs whose delay passed; `all` purges every dirty run
+// and heals every split one. Returns bytes purged.
 size_t purge(bool all);
 
-// fork: take the lock before, release in the parent, reset in the child.
+// fork: hold the lock for the forking thread, release in the parent, reset
+// in the child.
 void fork_prepare();
 void fork_parent();
 void fork_child();
 
+// The relocation engine's counters (relaxed atomics), in the order of
+// REMALLOC_RELOC_COUNTERS in the public header.
+enum Counter : int {
+#define RM_COUNTER_ENUM(name, label, doc) kCount_##name,
+  REMALLOC_RELOC_COUNTERS(RM_COUNTER_ENUM)
+#undef RM_COUNTER_ENUM
+  kNumCounters
+};
+
+// One consistent snapshot, taken under the lock.
 struct Stats {
-  size_t mapped, arenas, large_live, large_bytes, slab_bytes, slabs, free_bytes,
-      dirty_bytes, purged_bytes, peak_bytes, heals;
+  size_t mapped, arenas, meta_bytes;            // arenas and their descriptors
+  size_t large_live, large_bytes, slab_bytes, slabs, peak_bytes;  // held for blocks
+  size_t free_bytes, dirty_bytes;               // free runs, and their dirty part
+  size_t purged_bytes, heals;                   // done so far
+  size_t counters[kNumCounters];
 };
 void get_stats(Stats* out);
 
-// Relocation engine counters (relaxed atomics, readable at any time).
-struct RelocStats {
-  size_t realloc_inplace, grow_inplace, shrink_inplace, moves_mremap, moves_uffd, moves_copy,
-      bytes_moved, bytes_copied, fallback_budget, fallback_error, fallback_fork,
-      fallback_small;
-};
-void get_reloc_stats(RelocStats* out);
+// Checks every structure of the page heap (free runs, bins, purge lists,
+// arenas and their `back` entries, the byte accounting); aborts with a
+// message on the first inconsistency. Takes the lock.
+void validate();
 
 }  // namespace remalloc::pages

@@ -1,85 +1,21 @@
-// page heap: the relocation engine. realloc of a large block, in order of
-// preference: stay (fits), shrink (tail pages go back), grow in place (claim
-// the free pages that follow), move (onto the front of a new run, by the
-// cheapest mover that is safe now). Nothing is ever lost: a mover either
-// finishes or leaves the whole block at its source, and if every mover fails
-// realloc returns NULL with the block intact.
+// page heap: the relocation engine, policy only. realloc of a large block,
+// in order of preference: stay (fits), shrink (tail pages go back), grow in
+// place (claim the free pages that follow), move (onto the front of a new
+// run, by the cheapest mover that is safe now). The bookkeeping of each step
+// is a primitive of page_heap.cpp (resize_in_place, take_move_dst,
+// release_moved). Nothing is ever lost: a mover either finishes or leaves
+// the whole block at its source, and if every mover fails realloc returns
+// NULL with the block intact.
 #include <cerrno>
 #include <cstring>
 
 #include "pages/internal.h"
+#include "pages/purge.h"
 #include "platform/movers.h"
 #include "platform/os.h"
 #include "platform/vma.h"
 
 namespace remalloc::pages {
-
-static void* shrink(Span* s, size_t new_pages, size_t new_size) {
-  LockGuard g(g_lock);
-  Arena* a = s->arena;
-  size_t idx = index_of(a, s);
-  size_t tail = s->npages - new_pages;
-  s->npages = new_pages;
-  s->requested = new_size;
-  g_large_bytes -= tail << kPageShift;
-  uint8_t flags = kFreeDirty | ((s->flags & kLargeMovedIn) ? kFreeSplit : 0);
-  put_run_locked(a, idx + new_pages, tail, flags, os::now_ns());
-  count(kShrink_inplace);
-  return reinterpret_cast<void*>(s->start);
-}
-
-static bool grow_in_place(Span* s, size_t new_pages, size_t new_size) {
-  LockGuard g(g_lock);
-  Arena* a = s->arena;
-  size_t idx = index_of(a, s);
-  Span* r = free_run_at(a, idx + s->npages);
-  size_t need = new_pages - s->npages;
-  if (!r || r->npages < need) return false;
-  size_t ridx = index_of(a, r);
-  size_t rn = r->npages;
-  uint8_t rflags = r->flags;
-  uint64_t rt = r->free_ns;
-  unlink_free_locked(r);
-  r->kind = kSpanNone;
-  r->flags = 0;
-  if (rn > need) make_free(a, ridx + need, rn - need, rflags, rt, r->maint_lo, r->maint_hi);
-  s->npages = new_pages;
-  s->requested = new_size;
-  if (rflags & kFreeSplit) s->flags |= kLargeMovedIn;
-  g_large_bytes += need << kPageShift;
-  note_peak_locked();
-  count(kGrow_inplace);
-  return true;
-}
-
-static Span* take_dst(size_t npages, size_t align, size_t phase, Region region,
-                      size_t new_size) {
-  LockGuard g(g_lock);
-  Span* d = take_run_locked(npages, align, region, true, phase);
-  if (!d) return nullptr;
-  uint8_t f = d->flags;
-  init_large(d, npages, new_size);
-  d->flags = (f & kFreeSplit) ? kLargeMovedIn : 0;
-  g_large_live++;
-  g_large_bytes += d->bytes();
-  note_peak_locked();
-  return d;
-}
-
-// Gives back a large span whose pages are clean (src_clean) or dirty.
-static void release(Span* s, bool clean, bool split) {
-  LockGuard g(g_lock);
-  g_large_live--;
-  g_large_bytes -= s->bytes();
-  Arena* a = s->arena;
-  size_t idx = index_of(a, s);
-  size_t n = s->npages;
-  uint8_t flags = (clean ? 0 : kFreeDirty) | (split || (s->flags & kLargeMovedIn) ? kFreeSplit : 0);
-  if (a->region != kRegionNormal) flags &= uint8_t(~kFreeSplit);
-  s->kind = kSpanNone;
-  s->flags = 0;
-  put_run_locked(a, idx, n, flags, os::now_ns());
-}
 
 // Makes sure the uffd registration of dst's arena is current (after fork
 // the child re-registers).
@@ -99,12 +35,17 @@ void* realloc_large(Span* s, size_t new_size) {
     // give a page back: nothing moves.
     if (new_size >= s->requested || s->npages - new_pages <= g_config.shrink_slack_pages) {
       s->requested = new_size;
-      count(kRealloc_inplace);
+      count(kCount_realloc_inplace);
       return reinterpret_cast<void*>(s->start);
     }
-    return shrink(s, new_pages, new_size);
+    resize_in_place(s, new_pages, new_size);
+    count(kCount_shrink_inplace);
+    return reinterpret_cast<void*>(s->start);
   }
-  if (g_config.grow_inplace && grow_in_place(s, new_pages, new_size)) return reinterpret_cast<void*>(s->start);
+  if (g_config.grow_inplace && resize_in_place(s, new_pages, new_size)) {
+    count(kCount_grow_inplace);
+    return reinterpret_cast<void*>(s->start);
+  }
 
   // Move. Choose the movers to try, cheapest safe first.
   const size_t len = s->bytes();
@@ -121,14 +62,14 @@ void* realloc_large(Span* s, size_t new_size) {
     order[n++] = forced;
   } else if (forced != movers::kCopy && !small) {
     if (s->arena->region == kRegionNormal && movers::mremap_dontunmap_available()) {
-      if (vma::can_add(3) || (heal_for_budget() && vma::can_add(3)))
+      if (vma::can_add(3) || (purging::heal_for_budget() && vma::can_add(3)))
         order[n++] = movers::kMremap;
       else
-        count(kFallback_budget);
+        count(kCount_fallback_budget);
     }
     if (movers::uffd_move_available()) order[n++] = movers::kUffd;
   }
-  if (small && forced < 0) count(kFallback_small);
+  if (small && forced < 0) count(kCount_fallback_small);
   order[n++] = movers::kCopy;
 
   // A block that grows by moving will likely grow again: give it as much
@@ -143,16 +84,16 @@ void* realloc_large(Span* s, size_t new_size) {
     if (kind == movers::kMremap &&
         (s->arena->region != kRegionNormal || !movers::mremap_dontunmap_available() ||
          !vma::can_add(3))) {
-      count(kFallback_budget);
+      count(kCount_fallback_budget);
       continue;
     }
     if (kind == movers::kUffd && !movers::uffd_move_available()) continue;
     if (dst && (kind != movers::kCopy && dst->arena->region != want)) {
-      release(dst, false, false);
+      release_moved(dst, false, false);
       dst = nullptr;
     }
-    if (!dst && room_pages) dst = take_dst(new_pages + room_pages, align, phase, want, new_size);
-    if (!dst) dst = take_dst(new_pages, align, phase, want, new_size);
+    if (!dst && room_pages) dst = take_move_dst(new_pages + room_pages, align, phase, want, new_size);
+    if (!dst) dst = take_move_dst(new_pages, align, phase, want, new_size);
     if (!dst && kind == movers::kUffd) continue;  // no uffd arena: try the next
     if (!dst) break;
     if (kind == movers::kUffd && !uffd_ready(dst->arena)) continue;
@@ -168,22 +109,24 @@ void* realloc_large(Span* s, size_t new_size) {
     } else {
       ok = movers::move_copy(to, from, len, !small, &out);
     }
-    if (out.fork_busy) count(kFallback_fork);
+    if (out.fork_busy) count(kCount_fallback_fork);
     if (!ok) {
-      count(kFallback_error);
+      count(kCount_fallback_error);
       continue;
     }
-    if (out.partial) count(kFallback_error);
-    count(kind == movers::kMremap ? kMoves_mremap : kind == movers::kUffd ? kMoves_uffd : kMoves_copy);
-    count(kBytes_moved, out.moved);
-    count(kBytes_copied, out.copied);
+    if (out.partial) count(kCount_fallback_error);
+    count(kind == movers::kMremap ? kCount_moves_mremap
+          : kind == movers::kUffd ? kCount_moves_uffd
+                                  : kCount_moves_copy);
+    count(kCount_bytes_moved, out.moved);
+    count(kCount_bytes_copied, out.copied);
     bool remapped = kind == movers::kMremap && out.moved;
     if (remapped) dst->flags |= kLargeMovedIn;
-    release(s, out.src_clean, remapped);
+    release_moved(s, out.src_clean, remapped);
     result = to;
   }
   if (!result) {
-    if (dst) release(dst, false, false);
+    if (dst) release_moved(dst, false, false);
     errno = ENOMEM;
   }
   return result;

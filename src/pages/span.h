@@ -33,43 +33,77 @@ constexpr uint8_t kFreeSplit = 2;  // page moves may have split its VMA
 constexpr uint8_t kLargeMovedIn = 1;   // its pages arrived by mremap (own VMA)
 constexpr uint8_t kLargeHugeAdv = 2;   // MADV_HUGEPAGE was applied
 
+// The span/slab contract between pages/ (the page heap) and heap/ (the
+// small heaps). Who may write each field, and how:
+//
+//   field                    | writer                     | how
+//   -------------------------+----------------------------+---------------------------
+//   start, npages, arena     | page heap                  | under the page lock; for a
+//                            |                            | live block also its owner
+//                            |                            | in relocate.cpp (same lock)
+//   kind                     | page heap; the small heaps | page lock; the large cache
+//                            | flip kSpanLarge <->        | flips a live block it owns
+//                            | kSpanCached                | with a relaxed atomic store,
+//                            |                            | never to or from kSpanFree,
+//                            |                            | so the page heap reads
+//                            |                            | neighbours' kind atomically
+//   flags, in_list, on_split,| page heap                  | page lock
+//   next/prev (free runs),   |                            |
+//   lru_*, split_*, maint_*, |                            |
+//   free_ns                  |                            |
+//   requested                | owner of the large block   | no lock (pages::set_requested)
+//   free_list, used, bump,   | owning heap's thread (or   | no lock: only the owner
+//   is_full, next/prev       | the backstop lock holder)  |
+//   (slab lists)             |                            |
+//   heap, slab_bytes, recip, | small heaps, between       | before the slab is published
+//   block_size, capacity,    | alloc_slab() and the first | to other threads; cleared
+//   size_class               | block handed out           | (slab_bytes = 0) before
+//                            |                            | free_span()
+//   remote                   | any thread                 | atomic (CAS push; owner
+//                            |                            | exchanges; bit 0 "full")
+//
+// validate_span() checks what can be checked of this contract for one span.
+//
 // Fields are ordered so that everything malloc and free touch for a slab
 // (free_list, start, heap, slab_bytes, recip, block_size, used, is_full,
 // remote) lies in the first cache line.
 struct alignas(64) Span {
   // ---- line 0: the slab fast path
-  void* free_list = nullptr;  // slab: blocks free for the owner, singly linked
-  uintptr_t start = 0;        // address of the first page
-  Heap* heap = nullptr;       // slab: owner
+  void* free_list = nullptr;  // slab: free blocks for the owner, singly linked;
+                              // each in [start, start + slab_bytes), on a block
+                              // boundary; used + (length) + (remote) <= bump
+  uintptr_t start = 0;        // address of the first page = arena base + index * page
+  Heap* heap = nullptr;       // slab: owner; null for every other kind
   // Bytes of the slab; 0 for every span that is not a slab, so one compare
   // both checks the kind and that an address lies inside.
-  uint32_t slab_bytes = 0;
+  uint32_t slab_bytes = 0;    // slab: npages * kPageSize, >= capacity * block_size
   uint32_t recip = 0;         // slab: ceil(2^32 / block_size), exact division check
-  uint32_t block_size = 0;    // slab
-  uint32_t used = 0;          // slab: blocks handed out, not yet freed to the owner
+  uint32_t block_size = 0;    // slab: the size of its class
+  uint32_t used = 0;          // slab: blocks handed out, not yet freed to the owner; <= bump
   uint8_t is_full = 0;        // slab: on the owner heap's full list
-  uint8_t kind = 0;           // SpanKind
+  uint8_t kind = 0;           // SpanKind; valid at a run's first page only
   uint8_t flags = 0;          // kFree* or kLarge*
   uint8_t size_class = 0;     // slab: its class
-  uint32_t bump = 0;          // slab: blocks ever linked into the free list
+  uint32_t bump = 0;          // slab: blocks ever linked into the free list; <= capacity
   // Remote frees: a list of blocks; bit 0 set means "the owner found this
   // slab full: send frees to the heap's delayed list instead".
   std::atomic<uintptr_t> remote{0};
   // ---- line 1: run bookkeeping
-  size_t npages = 0;          // pages in the run
-  Arena* arena = nullptr;
+  size_t npages = 0;          // pages in the run, >= 1, within the arena
+  Arena* arena = nullptr;     // the arena holding the run
   Span* next = nullptr;       // free: bin list; slab: the owner heap's list
   Span* prev = nullptr;
   uint32_t capacity = 0;      // slab: blocks in the slab
   uint8_t in_list = 0;        // free run: which bin set it is in (1 + region), 0 none
-  uint8_t on_split = 0;       // free run: on the split list
-  size_t requested = 0;       // large: bytes asked for
+  uint8_t on_split = 0;       // free run: on the split list (iff kFreeSplit)
+  size_t requested = 0;       // large: bytes asked for, <= npages * kPageSize
   uint64_t free_ns = 0;       // free run: when it became dirty
   // ---- line 2: free-run maintenance
   Span* lru_next = nullptr;   // purge list (dirty runs), oldest at tail
   Span* lru_prev = nullptr;
   // The pages that may be dirty lie in [maint_lo, maint_hi) (page indexes in
-  // the arena): purging touches only that hull.
+  // the arena), inside the run: purging touches only that hull. Empty
+  // (lo == hi) iff the run is not dirty.
   size_t maint_lo = 0;
   size_t maint_hi = 0;
   Span* split_next = nullptr;  // list of free runs with a split VMA
@@ -86,10 +120,14 @@ constexpr unsigned kAddressBits = 47;
 constexpr size_t kArenaMapSize = size_t{1} << (kAddressBits - kArenaMapShift);
 
 struct Arena {
-  uintptr_t base;
-  size_t npages;
+  uintptr_t base;      // aligned to kArenaGranule
+  size_t npages;       // pages of the arena (a multiple of 512)
   Span* meta;          // npages descriptors
-  uint32_t* back;      // npages offsets to the run's first page
+  // Offsets to the run's first page, one per page of the arena's granules
+  // (entries past npages lead to meta[0]). Exact for every page of a slab,
+  // for both ends of a free run and the first page of a large block; other
+  // entries may be stale, so readers check the run they lead to.
+  uint32_t* back;
   size_t meta_bytes;   // size of the metadata reservation (meta + back)
   Arena* next_arena;
   uint8_t region;      // 0: normal (mremap moves), 1: uffd-registered
@@ -116,6 +154,11 @@ RM_INLINE Span* span_of(const void* p) {
   Span* s = &a->meta[idx - a->back[idx]];
   return s;
 }
+// Checks the span/slab contract for the run whose first page is `s`: kind
+// and geometry, and for a slab its free list (in range, on block
+// boundaries, no longer than the blocks not in use) when the caller owns it.
+// Aborts with a message on the first violation.
+void validate_span(const Span* s, bool owner);
 }  // namespace pages
 
 }  // namespace remalloc

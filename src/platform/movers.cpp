@@ -205,6 +205,9 @@ bool uffd_register(void* base, size_t len) {
 
 uint32_t uffd_generation() { return g_uffd_gen.load(std::memory_order_acquire); }
 
+void fork_prepare() { g_uffd_lock.fork_acquire(); }
+void fork_parent() { g_uffd_lock.fork_release(); }
+
 void after_fork_child() {
   g_uffd_lock.reset_in_child();
   // The parent's descriptor refuses moves in the child and our VMAs lost

@@ -44,6 +44,10 @@ bool uffd_register(void* base, size_t len);
 // Changes whenever registrations are lost (after fork in the child).
 uint32_t uffd_generation();
 
+// fork: the prepare handler holds the userfaultfd lock for the forking
+// thread; the parent handler releases it.
+void fork_prepare();
+void fork_parent();
 // fork: the child loses the parent's registrations and may not use its
 // userfaultfd; call in the child, with no other thread alive.
 void after_fork_child();

@@ -25,11 +25,29 @@ void* reserve(size_t size, size_t align) {
   if (total < size) return nullptr;
   void* raw = mmap(nullptr, total, prot, flags, -1, 0);
   if (raw == MAP_FAILED) {
-    // Under RLIMIT_AS the slack may not fit: try an aligned hint instead.
+    // Under RLIMIT_AS the slack may not fit: ask for exactly `size` at
+    // aligned addresses below where the kernel would place it, without
+    // replacing anything (MAP_FIXED_NOREPLACE, Linux 4.17; older kernels
+    // treat it as a hint, so the result is checked).
     void* p = mmap(nullptr, size, prot, flags, -1, 0);
     if (p == MAP_FAILED) return nullptr;
-    if ((reinterpret_cast<uintptr_t>(p) & (align - 1)) == 0) return p;
+    uintptr_t at = reinterpret_cast<uintptr_t>(p);
+    if ((at & (align - 1)) == 0) return p;
     munmap(p, size);
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+    uintptr_t hint = align_down(at, align);
+    for (int tries = 0; tries < 64 && hint >= align; tries++, hint -= align) {
+      void* q = mmap(reinterpret_cast<void*>(hint), size, prot, flags | MAP_FIXED_NOREPLACE, -1, 0);
+      if (q == MAP_FAILED) {
+        if (errno == EEXIST) continue;
+        return nullptr;
+      }
+      if (q == reinterpret_cast<void*>(hint)) return q;
+      munmap(q, size);  // an old kernel placed it elsewhere
+      return nullptr;
+    }
     return nullptr;
   }
   uintptr_t start = reinterpret_cast<uintptr_t>(raw);

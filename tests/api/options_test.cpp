@@ -334,22 +334,28 @@ TEST(Options, HugeBlocksAre2MiBAligned) {
   for (void* p : ps) ta::free(p);
 }
 
-TEST(Options, OutOfRangeValuesAreHarmless) {
-  OptionGuard g;
+TEST(Options, OutOfRangeValuesAreRefusedAndTheValueKept) {
+  // Each option keeps its value when set out of its range, and the
+  // allocator goes on working (a forced move under the kept values).
   for (auto [name, value] : std::vector<std::pair<const char*, long>>{{"mover", 7},
                                                                       {"mover", -5},
                                                                       {"purge_delay", -1},
                                                                       {"arena_size", 0},
-                                                                      {"move_threshold", 0},
                                                                       {"huge_threshold", 0},
-                                                                      {"vma_budget", 1},
-                                                                      {"dirty_max", 0}}) {
-    g.set(name, value);
+                                                                      {"hugepage", 2},
+                                                                      {"stats", 3},
+                                                                      {"vma_budget", -1},
+                                                                      {"dirty_max", -1}}) {
+    long before = remalloc_option_get(name);
+    ASSERT_EQ(remalloc_option_set(name, before), 0) << name << " unknown";
+    EXPECT_EQ(remalloc_option_set(name, value), -1) << name << "=" << value << " accepted";
+    EXPECT_EQ(remalloc_option_get(name), before) << name << " changed by a refused value";
     forced_moves(200 * tu::KiB, 8 * tu::MiB, static_cast<uint64_t>(value) + 9);
-    void* p = ta::malloc(100);
-    ASSERT_NE(p, nullptr);
-    ta::free(p);
   }
+  // In range is accepted.
+  OptionGuard g;
+  g.set("mover", 2);
+  EXPECT_EQ(remalloc_option_get("mover"), 2);
 }
 
 class AbortOnInvalidOff : public testing::Test {

@@ -202,6 +202,16 @@ TEST(Fork, SpawnFromManyThreads) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+TEST(Fork, AtforkHandlersThatAllocate) {
+  // The program's handlers run between remalloc's (registered after them):
+  // they must be able to allocate, and nothing may deadlock. The watchdog
+  // only reports a hang; a healthy run takes well under a second per fork.
+  tu::RunResult r = tu::run({REMALLOC_TEST_ATFORK_ALLOC, "20"}, {}, 600);
+  EXPECT_FALSE(r.timed_out) << "fork deadlocked with allocating atfork handlers: " << r.describe();
+  EXPECT_TRUE(r.exited_ok()) << r.describe();
+  EXPECT_NE(r.out.find("atfork ok"), std::string::npos) << r.describe();
+}
+
 // --- fresh processes ---
 
 const char* const kFirstOps[] = {"free_null",   "free_sized_null", "realloc_null_zero", "usable_null",
@@ -275,6 +285,17 @@ TEST(FreshProcess, RlimitAsTight) {
   tu::RunResult r = tu::run({REMALLOC_TEST_RLIMIT_OVERRIDE, "192"}, {}, 120);
   EXPECT_FALSE(WIFSIGNALED(r.status)) << "crashed under a tight RLIMIT_AS: " << r.describe();
   EXPECT_TRUE(r.exited_ok()) << r.describe();
+}
+
+TEST(FreshProcess, RlimitAsRecoversAfterImpossibleRequests) {
+  // 64 MiB is less than one arena granule: arenas must shrink to fit.
+  for (const char* limit : {"64", "300", "1024"}) {
+    for (const char* helper : {REMALLOC_TEST_RLIMIT_API, REMALLOC_TEST_RLIMIT_OVERRIDE}) {
+      tu::RunResult r = tu::run({helper, limit, "recover"}, {}, 600);
+      EXPECT_TRUE(r.exited_ok()) << "RLIMIT_AS " << limit << " MiB: " << r.describe();
+      EXPECT_NE(r.out.find("rlimit_as recover ok"), std::string::npos) << r.describe();
+    }
+  }
 }
 
 TEST(FreshProcess, AllocationDuringExit) {

@@ -76,10 +76,41 @@ static int check_and_free(size_t count) {
   return 0;
 }
 
+/* Impossible requests (more than the limit) fail cleanly, and leave the
+ * allocator able to serve the possible ones: small and 1 MiB blocks, then,
+ * once those are freed, a block of a tenth of the limit. */
+static int recover(size_t limit_mib) {
+  size_t limit = limit_mib * MiB;
+  for (int round = 0; round < 4; ++round) {
+    size_t impossible[] = {limit * 4, limit * 2, limit, limit - MiB};
+    for (size_t k = 0; k < sizeof impossible / sizeof impossible[0]; ++k) {
+      errno = 0;
+      void* p = A(malloc)(impossible[k]);
+      if (p) return fail("a request above the limit succeeded");
+      if (errno != ENOMEM) return fail("a request above the limit: errno not ENOMEM");
+    }
+    void* small = A(malloc)(4096);
+    if (!small) return fail("malloc(4096) failed after impossible requests");
+    void* mib = A(malloc)(MiB);
+    if (!mib) return fail("malloc(1 MiB) failed after impossible requests");
+    memset(small, 1, 4096);
+    memset(mib, 2, MiB);
+    A(free)(small);
+    A(free)(mib);
+    void* tenth = A(malloc)(limit / 10);
+    if (!tenth) return fail("malloc(limit / 10) failed after impossible requests");
+    memset(tenth, 3, limit / 10);
+    A(free)(tenth);
+  }
+  printf("rlimit_as recover ok\n");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   size_t limit_mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 512;
   struct rlimit rl = {limit_mib * MiB, limit_mib * MiB};
   if (setrlimit(RLIMIT_AS, &rl) != 0) return fail("setrlimit");
+  if (argc > 2 && strcmp(argv[2], "recover") == 0) return recover(limit_mib);
 
   for (int round = 0; round < 3; ++round) {
     size_t count = 0;

@@ -1,0 +1,265 @@
+// page heap: free runs in bins, coalescing, searches (see free_runs.h).
+#include "pages/free_runs.h"
+
+#include "pages/purge.h"
+
+namespace remalloc::pages::free_runs {
+
+constexpr size_t kExactBins = 128;
+constexpr size_t kBins = kExactBins + 4 * 40;
+
+struct BinSet {
+  Span* head[kBins];
+  uint64_t nonempty[(kBins + 63) / 64];  // bit i set iff head[i] != nullptr
+};
+static BinSet g_bins[kNumRegions];
+static size_t g_free_bytes;   // sum of the bytes of every free run
+static size_t g_dirty_bytes;  // sum of the dirty hulls of every free run
+
+static size_t bin_of(size_t n) {
+  if (n <= kExactBins) return n - 1;
+  unsigned l = log2_floor(n);
+  size_t sub = (n >> (l - 2)) & 3;
+  return kExactBins + size_t(l - 7) * 4 + sub;
+}
+
+static void bin_insert(Span* f, Region r) {
+  BinSet& b = g_bins[r];
+  size_t i = bin_of(f->npages);
+  f->prev = nullptr;
+  f->next = b.head[i];
+  if (f->next) f->next->prev = f;
+  b.head[i] = f;
+  b.nonempty[i / 64] |= uint64_t{1} << (i % 64);
+  f->in_list = uint8_t(1 + r);
+}
+
+static void bin_remove(Span* f) {
+  if (!f->in_list) return;
+  BinSet& b = g_bins[f->in_list - 1];
+  size_t i = bin_of(f->npages);
+  if (f->prev)
+    f->prev->next = f->next;
+  else
+    b.head[i] = f->next;
+  if (f->next) f->next->prev = f->prev;
+  if (!b.head[i]) b.nonempty[i / 64] &= ~(uint64_t{1} << (i % 64));
+  f->in_list = 0;
+  f->next = f->prev = nullptr;
+}
+
+static size_t hull_bytes(const Span* f) {
+  return (f->flags & kFreeDirty) ? (f->maint_hi - f->maint_lo) << kPageShift : 0;
+}
+
+static void clear_descriptor(Span* s) {
+  s->kind = kSpanNone;
+  s->flags = 0;
+  s->in_list = 0;
+  s->next = s->prev = s->lru_next = s->lru_prev = nullptr;
+  s->split_next = s->split_prev = nullptr;
+  s->on_split = 0;
+}
+
+void unlink_run(Span* f) {
+  RM_ASSERT_INTERNAL(f->kind == kSpanFree);
+  bin_remove(f);
+  purging::untrack(f);
+  g_free_bytes -= f->bytes();
+  g_dirty_bytes -= hull_bytes(f);
+  clear_descriptor(f);
+}
+
+void mark_clean(Span* f) {
+  g_dirty_bytes -= hull_bytes(f);
+  f->flags &= uint8_t(~kFreeDirty);
+  f->maint_lo = f->maint_hi = index_of(f->arena, f);
+}
+
+// The free run ending right before page idx, or nullptr. back[] of the
+// page before may be stale (it is exact only at runs' ends): the run it
+// leads to must really end at idx.
+static Span* run_before(Arena* a, size_t idx) {
+  if (idx == 0) return nullptr;
+  size_t last = idx - 1;
+  size_t head = last - a->back[last];
+  Span* f = &a->meta[head];
+  // A neighbour's kind may be changed by its owner without the lock (large
+  // cache: kSpanLarge <-> kSpanCached, never to or from kSpanFree).
+  if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree && head + f->npages == idx) return f;
+  return nullptr;
+}
+
+Span* run_at(Arena* a, size_t idx) {
+  if (idx >= a->npages) return nullptr;
+  Span* f = &a->meta[idx];
+  if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree &&
+      f->start == a->base + (idx << kPageShift))
+    return f;
+  return nullptr;
+}
+
+Span* make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t lo, size_t hi) {
+  RM_ASSERT_INTERNAL(n > 0 && idx + n <= a->npages);
+  Span* f = &a->meta[idx];
+  // Clip the hull to the run.
+  if (lo < idx) lo = idx;
+  if (hi > idx + n) hi = idx + n;
+  if (!(flags & kFreeDirty) || lo >= hi) {
+    lo = hi = idx;
+    flags &= uint8_t(~kFreeDirty);
+  }
+  if (a->region != kRegionNormal) flags &= uint8_t(~kFreeSplit);
+  clear_descriptor(f);
+  f->maint_lo = lo;
+  f->maint_hi = hi;
+  f->kind = kSpanFree;
+  f->flags = flags;
+  f->npages = n;
+  f->start = a->base + (idx << kPageShift);
+  f->arena = a;
+  f->free_ns = t;
+  a->back[idx] = 0;
+  a->back[idx + n - 1] = uint32_t(n - 1);
+  bin_insert(f, Region(a->region));
+  purging::track(f);
+  g_free_bytes += f->bytes();
+  g_dirty_bytes += hull_bytes(f);
+  return f;
+}
+
+Span* put(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now) {
+  size_t lo = idx, hi = idx + n;  // hull of dirty pages
+  if (!(flags & kFreeDirty)) lo = hi = 0;
+  auto absorb = [&](Span* o) {
+    if (o->flags & kFreeDirty) {
+      if (lo == hi) {
+        lo = o->maint_lo;
+        hi = o->maint_hi;
+      } else {
+        if (o->maint_lo < lo) lo = o->maint_lo;
+        if (o->maint_hi > hi) hi = o->maint_hi;
+      }
+      if (o->free_ns > now) now = o->free_ns;
+    }
+    flags |= o->flags;
+    unlink_run(o);
+  };
+  // Coalesce with free neighbours (same arena only).
+  if (Span* l = run_before(a, idx)) {
+    size_t lidx = index_of(a, l);
+    n += idx - lidx;
+    idx = lidx;
+    absorb(l);
+  }
+  if (Span* r = run_at(a, idx + n)) {
+    n += r->npages;
+    absorb(r);
+  }
+  return make_run(a, idx, n, flags, now, lo, hi);
+}
+
+// Does run f hold `npages` aligned to `align` pages plus `phase`? Sets the
+// offset.
+static bool fits(const Span* f, size_t npages, size_t align, size_t phase, size_t* skip) {
+  if (f->npages < npages) return false;
+  size_t s = 0;
+  if (align > 1) {
+    size_t page = f->start >> kPageShift;
+    s = (phase + align - (page & (align - 1))) & (align - 1);
+  }
+  if (s + npages > f->npages) return false;
+  *skip = s;
+  return true;
+}
+
+Span* find(size_t npages, size_t align, size_t phase, Region region, size_t min_run, size_t* skip) {
+  BinSet& b = g_bins[region];
+  size_t want = npages > min_run ? npages : min_run;
+  size_t i = bin_of(want);
+  // The first bin may hold runs smaller than asked; later bins never do.
+  // Alignment can still make a run unfit, so look at a few per bin.
+  while (i < kBins) {
+    uint64_t word = b.nonempty[i / 64] >> (i % 64);
+    if (!word) {
+      i = (i / 64 + 1) * 64;
+      continue;
+    }
+    i += size_t(__builtin_ctzll(word));
+    if (i >= kBins) break;
+    int budget = 16;
+    for (Span* f = b.head[i]; f && budget--; f = f->next) {
+      if (f->npages >= want && fits(f, npages, align, phase, skip)) return f;
+    }
+    i++;
+  }
+  return nullptr;
+}
+
+Span* carve(Span* f, size_t skip, size_t npages) {
+  Arena* a = f->arena;
+  size_t idx = index_of(a, f);
+  size_t total = f->npages;
+  RM_ASSERT_INTERNAL(skip + npages <= total);
+  uint8_t flags = f->flags;
+  uint64_t t = f->free_ns;
+  size_t lo = f->maint_lo, hi = f->maint_hi;
+  unlink_run(f);
+  if (skip) make_run(a, idx, skip, flags, t, lo, hi);
+  size_t tail = total - skip - npages;
+  if (tail) make_run(a, idx + skip + npages, tail, flags, t, lo, hi);
+  // The claimed part is dirty only where the hull covers it.
+  if (lo < idx + skip) lo = idx + skip;
+  if (hi > idx + skip + npages) hi = idx + skip + npages;
+  if (lo >= hi) flags &= uint8_t(~kFreeDirty);
+  Span* s = &a->meta[idx + skip];
+  clear_descriptor(s);
+  s->flags = flags;
+  s->npages = npages;
+  s->start = a->base + ((idx + skip) << kPageShift);
+  s->arena = a;
+  a->back[idx + skip] = 0;
+  return s;
+}
+
+size_t free_bytes() { return g_free_bytes; }
+size_t dirty_bytes() { return g_dirty_bytes; }
+
+size_t validate_locked() {
+  size_t runs = 0, bytes = 0, dirty = 0;
+  for (int r = 0; r < kNumRegions; r++) {
+    const BinSet& b = g_bins[r];
+    for (size_t i = 0; i < kBins; i++) {
+      bool bit = (b.nonempty[i / 64] >> (i % 64)) & 1;
+      if (bit != (b.head[i] != nullptr)) fatal("free runs: bin bitmap disagrees with bin", b.head[i]);
+      const Span* prev = nullptr;
+      for (const Span* f = b.head[i]; f; prev = f, f = f->next) {
+        const Arena* a = f->arena;
+        size_t idx = index_of(a, f);
+        if (f->kind != kSpanFree) fatal("free runs: a binned run is not free", f);
+        if (f->prev != prev) fatal("free runs: broken bin links", f);
+        if (bin_of(f->npages) != i || f->in_list != 1 + r || a->region != r)
+          fatal("free runs: run in the wrong bin", reinterpret_cast<void*>(f->start));
+        if (f->start != a->base + (idx << kPageShift) || idx + f->npages > a->npages)
+          fatal("free runs: run outside its arena", reinterpret_cast<void*>(f->start));
+        if (a->back[idx] != 0 || a->back[idx + f->npages - 1] != f->npages - 1)
+          fatal("free runs: back[] wrong at a run's ends", reinterpret_cast<void*>(f->start));
+        if (run_at(const_cast<Arena*>(a), idx + f->npages) ||
+            run_before(const_cast<Arena*>(a), idx))
+          fatal("free runs: two adjacent free runs", reinterpret_cast<void*>(f->start));
+        bool is_dirty = f->flags & kFreeDirty;
+        if (f->maint_lo > f->maint_hi || f->maint_lo < idx || f->maint_hi > idx + f->npages ||
+            is_dirty != (f->maint_lo < f->maint_hi))
+          fatal("free runs: dirty hull outside the run", reinterpret_cast<void*>(f->start));
+        runs++;
+        bytes += f->bytes();
+        dirty += hull_bytes(f);
+      }
+    }
+  }
+  if (bytes != g_free_bytes) fatal("free runs: free byte total does not add up", nullptr);
+  if (dirty != g_dirty_bytes) fatal("free runs: dirty byte total does not add up", nullptr);
+  return runs;
+}
+
+}  // namespace remalloc::pages::free_runs
