@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libgtest-dev libbenchmark-dev
       libjemalloc-dev libjemalloc2 libmimalloc-dev libmimalloc2.0
       libgoogle-perftools-dev libtcmalloc-minimal4 gnuplot-nox
-      python3 python3-matplotlib git coreutils)
+      python3 python3-matplotlib git coreutils
+      redis-server redis-tools sqlite3 perl lua5.4)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
