@@ -5,7 +5,8 @@ usage: plot.py RESULTS_JSON OUT_DIR [svg|png]
 
 Each chart has grouped bars, one group per workload and one bar per
 allocator, of the ratio to the best allocator of that workload (1 = best,
-log scale): time, time inside realloc (realloc group) and peak RSS. Uses
+log scale): time, time inside realloc (realloc group), CPU time (user +
+sys), minor page faults and peak RSS. Uses
 matplotlib (Agg backend); without it, falls back to gnuplot (time only);
 without either, makes no chart and says so. Prints one JSON line:
 {"charts": {group: file name}, "notes": [...]}.
@@ -17,7 +18,12 @@ import subprocess
 import sys
 
 SLUG = {"small & multithreaded": "small", "realloc growth": "realloc", "huge": "huge",
-        "real programs": "real"}
+        "real programs": "real", "clients": "clients"}
+
+
+def median(entry, key):
+    st = entry.get(key)
+    return st["median"] if st else None
 
 
 def ratios(doc, group):
@@ -28,6 +34,8 @@ def ratios(doc, group):
            if m["group"] == group and not m["reference"] and summary.get(w)]
     panels = []
     getters = [("time (ratio to best)", lambda e: e["time"]["median"]),
+               ("CPU time, user + sys (ratio to best)", lambda e: median(e, "cpu")),
+               ("minor page faults (ratio to best)", lambda e: median(e, "minflt")),
                ("peak RSS (ratio to best)", lambda e: e["maxrss_kib"]["median"])]
     if group == "realloc growth":
         getters.insert(1, ("time inside realloc (ratio to best)",
