@@ -5,11 +5,14 @@
 # anything fails.
 #
 # Environment: BUILD_DIR (default build), JOBS (default 2), CTEST_ARGS (extra
-# arguments for ctest, e.g. "-L api" or "-E tsan").
+# arguments for ctest, e.g. "-L api" or "-E tsan"), REMALLOC_TEST_SCALE (the
+# one factor of the tests' heavy loops, default 1; the sanitizer tests
+# multiply it by 0.25 or 0.1 themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-2}
+export REMALLOC_TEST_SCALE=${REMALLOC_TEST_SCALE:-1}
 
 bash cmake/install-deps.sh
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON
