@@ -9,7 +9,9 @@
 #
 # Environment: BUILD_DIR (default build), CHECKED_DIR (default build-checked,
 # empty to skip), JOBS (default 2), CTEST_ARGS (extra arguments for ctest,
-# e.g. "-L api" or "-E tsan"), REMALLOC_TEST_SCALE (loop scale, default 1).
+# e.g. "-L api" or "-E tsan"), REMALLOC_TEST_SCALE (the one factor of the
+# tests' heavy loops, default 1; the sanitizer tests multiply it by 0.25 or
+# 0.1 themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}

@@ -136,12 +136,4 @@ TEST_F(InvalidFreeDeathTest, FreedLargeBlockReallocAborts) {
   ta::free(p);
 }
 
-TEST(InvalidFreeNoDeath, ValidFreesAfterDetectionTestsStillWork) {
-  // Sanity: the same kinds of pointers, when valid, are fine.
-  void* a = ta::malloc(64);
-  void* b = ta::malloc(4 * tu::MiB);
-  ta::free(a);
-  ta::free(b);
-}
-
 }  // namespace

@@ -1,6 +1,9 @@
 #include "test_util.h"
 
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,6 +18,14 @@
 #include <cstring>
 
 extern char** environ;
+
+// Older kernel headers (Debian bookworm) lack these.
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1ULL << 16)
+#endif
 
 namespace tu {
 
@@ -74,19 +85,68 @@ size_t find_nonzero(const void* p, size_t n) {
 
 double scale() {
   static double s = [] {
+    double v = 1.0;
     if (const char* e = std::getenv("REMALLOC_TEST_SCALE")) {
-      double v = std::atof(e);
-      if (v > 0) return v;
+      double f = std::atof(e);
+      if (f > 0) v = f;
     }
 #if REMALLOC_TEST_SANITIZER == 1
-    return 0.25;
+    v *= 0.25;
 #elif REMALLOC_TEST_SANITIZER == 2
-    return 0.1;
-#else
-    return 1.0;
+    v *= 0.1;
 #endif
+    return v;
   }();
   return s;
+}
+
+int watchdog_seconds(int base_s) { return REMALLOC_TEST_SANITIZER ? base_s * 10 : base_s; }
+
+int wait_child(int pid, const std::string& what, int base_s, std::string* report) {
+  const int limit = watchdog_seconds(base_s);
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    int status = 0;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) {
+      if (report) *report = what + ": waitpid failed: " + strerror(errno);
+      return -1;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - start.tv_sec > limit) {
+      ::kill(pid, SIGKILL);
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (report)
+        *report = "watchdog: child still running after " + std::to_string(limit) + " s (" + what + "); killed";
+      return status;
+    }
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    nanosleep(&nap, nullptr);
+  }
+}
+
+bool uffd_move_supported() {
+  static const bool ok = [] {
+#if defined(__NR_userfaultfd)
+    long fd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    if (fd < 0) fd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return false;
+    struct uffdio_api api;
+    std::memset(&api, 0, sizeof api);
+    api.api = UFFD_API;
+    api.features = UFFD_FEATURE_MOVE;
+    bool r = ioctl(static_cast<int>(fd), UFFDIO_API, &api) == 0 && (api.features & UFFD_FEATURE_MOVE);
+    ::close(static_cast<int>(fd));
+    return r;
+#else
+    return false;
+#endif
+  }();
+  return ok;
 }
 
 std::string read_file(const std::string& path) {
@@ -209,7 +269,7 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
     }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec - start.tv_sec > timeout_s && !r.timed_out) {
+    if (now.tv_sec - start.tv_sec > watchdog_seconds(timeout_s) && !r.timed_out) {
       r.timed_out = true;
       ::kill(pid, SIGKILL);
     }

@@ -50,13 +50,28 @@ inline bool is_aligned(const void* p, size_t a) {
   return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0;
 }
 
-// Scale for loop counts: 1.0 normally, smaller under sanitizers; the
-// REMALLOC_TEST_SCALE environment variable overrides it.
+// Scale of heavy loops: the factor of the REMALLOC_TEST_SCALE environment
+// variable (tests/run.sh sets it; 1 when unset), times 0.25 under
+// ASan+UBSan and 0.1 under TSan. Every heavy loop uses scaled().
 double scale();
 inline size_t scaled(size_t n, size_t min = 1) {
   double v = static_cast<double>(n) * scale();
   return v < static_cast<double>(min) ? min : static_cast<size_t>(v);
 }
+
+// Watchdogs, never assertions on time: a generous limit (base_s seconds, ten
+// times that under a sanitizer) after which a test reports what was still
+// running and fails, instead of hanging until ctest kills it without a word.
+int watchdog_seconds(int base_s);
+
+// Waits for child `pid`; `what` names what the child was doing. Past
+// watchdog_seconds(base_s) the child is killed with SIGKILL and `*report`
+// says so. Returns the wait status (or -1 on a waitpid error).
+int wait_child(int pid, const std::string& what, int base_s, std::string* report);
+
+// Can this kernel move pages with UFFDIO_MOVE (Linux 6.8+, and userfaultfd
+// allowed for this process)? Probed once, without the allocator.
+bool uffd_move_supported();
 
 // Resident set size of this process in bytes (/proc/self/statm).
 size_t rss_bytes();
@@ -75,7 +90,8 @@ struct RunResult {
 };
 // Runs argv (PATH searched) with the current environment changed by `env`:
 // "NAME=value" sets or replaces NAME, "-NAME" removes it. Captures stdout and
-// stderr; kills the child after timeout_s seconds.
+// stderr; kills the child after watchdog_seconds(timeout_s) seconds (the
+// result then says TIMED OUT).
 RunResult run(const std::vector<std::string>& argv,
               const std::vector<std::string>& env = {}, int timeout_s = 120,
               const std::string& stdin_data = "");

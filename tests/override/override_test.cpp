@@ -122,15 +122,6 @@ TEST(Override, LibcAliasesAndDlsymResolveToRemalloc) {
   EXPECT_NE(std::string(info.dli_fname).find("libremalloc"), std::string::npos) << info.dli_fname;
 }
 
-TEST(Override, MallocTrimAndUsableSize) {
-  void* p = malloc(12345);
-  EXPECT_GE(malloc_usable_size(p), 12345u);
-  free(p);
-  EXPECT_EQ(malloc_usable_size(nullptr), 0u);
-  int r = malloc_trim(0);
-  EXPECT_TRUE(r == 0 || r == 1);
-}
-
 TEST(Override, StdContainersWork) {
   std::map<int, std::string> m;
   for (int i = 0; i < 100000; ++i) m[i * 7 % 100003] = std::to_string(i) + std::string(i % 50, 'z');
