@@ -1,0 +1,476 @@
+// pages/free_runs.h on a synthetic arena: descriptors and back[] allocated
+// here, a base address that is granule-aligned but never mapped (free runs
+// never touch the pages themselves), region 0. make_run, put's coalescing
+// (left, right, both, never across a used page or through a stale back[]
+// entry), find with alignment, phase and min_run, carve with skip and tail,
+// dirty hulls joined on coalescing and clipped on carve, the byte totals,
+// and both validators, including that they catch corruption.
+//
+// free_runs keeps global bins and purge.cpp global decay and split lists:
+// every test ends by unlinking every run it made, and checks the lists are
+// empty then, so tests do not see each other's runs.
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "pages/free_runs.h"
+#include "pages/purge.h"
+
+namespace {
+
+using namespace remalloc;
+using namespace remalloc::pages;
+
+constexpr size_t kPages = 1024;
+constexpr size_t P = kPageSize;
+// Never mapped: only its alignment matters (page n of the arena is aligned
+// to 2^k pages iff n is, for 2^k up to the granule).
+constexpr uintptr_t kFakeBase = uintptr_t{0x5a} << 36;
+static_assert(kFakeBase % kArenaGranule == 0);
+
+class FreeRuns : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    meta_.reset(new Span[kPages]);
+    back_.reset(new uint32_t[kPages]());
+    arena_ = Arena{};
+    arena_.base = kFakeBase;
+    arena_.npages = kPages;
+    arena_.meta = meta_.get();
+    arena_.back = back_.get();
+    arena_.region = kRegionNormal;
+    g_lock.lock();
+    ASSERT_EQ(free_runs::validate_locked(), 0u) << "runs left over from another test";
+    ASSERT_EQ(purging::validate_locked(), 0u);
+    ASSERT_EQ(free_runs::free_bytes(), 0u);
+    ASSERT_EQ(free_runs::dirty_bytes(), 0u);
+  }
+
+  void TearDown() override {
+    // Unlink every run of the arena; the global lists must then be empty.
+    for (size_t i = 0; i < kPages; i++)
+      if (Span* f = free_runs::run_at(&arena_, i)) free_runs::unlink_run(f);
+    EXPECT_EQ(free_runs::validate_locked(), 0u);
+    EXPECT_EQ(purging::validate_locked(), 0u);
+    EXPECT_EQ(free_runs::free_bytes(), 0u);
+    EXPECT_EQ(free_runs::dirty_bytes(), 0u);
+    g_lock.unlock();
+  }
+
+  Arena* a() { return &arena_; }
+  Span* at(size_t idx) { return free_runs::run_at(&arena_, idx); }
+  size_t idx(const Span* s) { return index_of(&arena_, s); }
+  // Pages [idx, idx+n) as a live large block (a neighbour that is not free).
+  void mark_used(size_t i, size_t n) {
+    Span& s = meta_[i];
+    s.kind = kSpanLarge;
+    s.npages = n;
+    s.start = kFakeBase + i * P;
+    s.arena = &arena_;
+    back_[i] = 0;
+  }
+  // Both validators, which abort on the first inconsistency.
+  size_t validate() {
+    purging::validate_locked();
+    return free_runs::validate_locked();
+  }
+
+  std::unique_ptr<Span[]> meta_;
+  std::unique_ptr<uint32_t[]> back_;
+  Arena arena_;
+};
+
+// ---- make_run -----------------------------------------------------------------
+
+TEST_F(FreeRuns, MakeRunCleanRun) {
+  Span* f = free_runs::make_run(a(), 10, 10, 0, 5, 0, 0);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f, &meta_[10]);
+  EXPECT_EQ(f->kind, kSpanFree);
+  EXPECT_EQ(f->npages, 10u);
+  EXPECT_EQ(f->start, kFakeBase + 10 * P);
+  EXPECT_EQ(f->arena, a());
+  EXPECT_EQ(f->flags, 0);
+  EXPECT_EQ(f->in_list, 1);
+  EXPECT_EQ(f->free_ns, 5u);
+  EXPECT_EQ(f->maint_lo, f->maint_hi) << "a clean run has an empty hull";
+  EXPECT_EQ(back_[10], 0u);
+  EXPECT_EQ(back_[19], 9u);
+  EXPECT_EQ(at(10), f);
+  EXPECT_EQ(at(11), nullptr);
+  EXPECT_EQ(at(9), nullptr);
+  EXPECT_EQ(free_runs::free_bytes(), 10 * P);
+  EXPECT_EQ(free_runs::dirty_bytes(), 0u);
+  EXPECT_EQ(free_runs::validate_locked(), 1u);
+  EXPECT_EQ(purging::validate_locked(), 0u) << "a clean run is not on the decay list";
+}
+
+TEST_F(FreeRuns, MakeRunClipsTheDirtyHull) {
+  Span* f = free_runs::make_run(a(), 100, 20, kFreeDirty, 7, 90, 110);
+  EXPECT_EQ(f->flags, kFreeDirty);
+  EXPECT_EQ(f->maint_lo, 100u);
+  EXPECT_EQ(f->maint_hi, 110u);
+  EXPECT_EQ(free_runs::dirty_bytes(), 10 * P);
+  Span* g = free_runs::make_run(a(), 200, 20, kFreeDirty, 8, 210, 500);
+  EXPECT_EQ(g->maint_lo, 210u);
+  EXPECT_EQ(g->maint_hi, 220u);
+  EXPECT_EQ(free_runs::dirty_bytes(), 20 * P);
+  // A dirty flag with an empty hull (or one outside the run) is clean.
+  Span* h = free_runs::make_run(a(), 300, 5, kFreeDirty, 9, 303, 303);
+  EXPECT_EQ(h->flags, 0);
+  EXPECT_EQ(h->maint_lo, h->maint_hi);
+  Span* k = free_runs::make_run(a(), 400, 5, kFreeDirty, 9, 0, 10);
+  EXPECT_EQ(k->flags, 0);
+  EXPECT_EQ(free_runs::dirty_bytes(), 20 * P);
+  EXPECT_EQ(free_runs::free_bytes(), 50 * P);
+  EXPECT_EQ(free_runs::validate_locked(), 4u);
+  EXPECT_EQ(purging::validate_locked(), 2u) << "both dirty runs on the decay list";
+}
+
+TEST_F(FreeRuns, MakeRunSplitGoesOnTheSplitList) {
+  Span* f = free_runs::make_run(a(), 0, 4, kFreeSplit, 0, 0, 0);
+  EXPECT_EQ(f->flags, kFreeSplit);
+  EXPECT_EQ(f->on_split, 1);
+  EXPECT_EQ(validate(), 1u);
+  // Outside the normal region a run cannot be split (no mremap there).
+  Span meta2[8];
+  uint32_t back2[8] = {};
+  Arena uffd{};
+  uffd.base = kFakeBase + kArenaGranule;
+  uffd.npages = 8;
+  uffd.meta = meta2;
+  uffd.back = back2;
+  uffd.region = kRegionUffd;
+  Span* g = free_runs::make_run(&uffd, 2, 3, kFreeSplit | kFreeDirty, 0, 2, 5);
+  EXPECT_EQ(g->flags, kFreeDirty);
+  EXPECT_EQ(g->on_split, 0);
+  EXPECT_EQ(g->in_list, 2) << "in the uffd region's bins";
+  EXPECT_EQ(validate(), 2u);
+  free_runs::unlink_run(g);
+}
+
+// ---- put: coalescing ------------------------------------------------------------
+
+TEST_F(FreeRuns, PutCoalescesLeftRightAndBoth) {
+  Span* f = free_runs::put(a(), 10, 10, 0, 1);
+  EXPECT_EQ(idx(f), 10u);
+  EXPECT_EQ(f->npages, 10u);
+  // Left neighbour [10,20) absorbs [20,30).
+  f = free_runs::put(a(), 20, 10, 0, 2);
+  EXPECT_EQ(idx(f), 10u);
+  EXPECT_EQ(f->npages, 20u);
+  EXPECT_EQ(at(20), nullptr);
+  EXPECT_EQ(validate(), 1u);
+  // Right neighbour: [0,10) joins [10,30).
+  f = free_runs::put(a(), 0, 10, 0, 3);
+  EXPECT_EQ(idx(f), 0u);
+  EXPECT_EQ(f->npages, 30u);
+  EXPECT_EQ(at(10), nullptr);
+  EXPECT_EQ(validate(), 1u);
+  // Both sides: [40,50) alone, then [30,40) joins [0,30) and [40,50).
+  free_runs::put(a(), 40, 10, 0, 4);
+  EXPECT_EQ(validate(), 2u);
+  f = free_runs::put(a(), 30, 10, 0, 5);
+  EXPECT_EQ(idx(f), 0u);
+  EXPECT_EQ(f->npages, 50u);
+  EXPECT_EQ(back_[0], 0u);
+  EXPECT_EQ(back_[49], 49u);
+  EXPECT_EQ(at(40), nullptr);
+  EXPECT_EQ(free_runs::free_bytes(), 50 * P);
+  EXPECT_EQ(validate(), 1u);
+  // Up to the arena's last page.
+  f = free_runs::put(a(), kPages - 10, 10, 0, 6);
+  f = free_runs::put(a(), 50, kPages - 60, 0, 7);
+  EXPECT_EQ(idx(f), 0u);
+  EXPECT_EQ(f->npages, kPages);
+  EXPECT_EQ(validate(), 1u);
+}
+
+TEST_F(FreeRuns, PutDoesNotCoalesceAcrossUsedPages) {
+  mark_used(20, 10);
+  free_runs::put(a(), 10, 10, 0, 1);
+  free_runs::put(a(), 30, 10, 0, 1);
+  EXPECT_EQ(at(10)->npages, 10u);
+  EXPECT_EQ(at(30)->npages, 10u);
+  EXPECT_EQ(validate(), 2u);
+}
+
+// back[] of the page before a run may be stale: it must lead to a run that
+// really ends there before put coalesces with it.
+TEST_F(FreeRuns, PutIgnoresAStaleBackEntry) {
+  free_runs::put(a(), 0, 10, 0, 1);  // [0,10)
+  back_[19] = 19;                    // stale: leads to meta[0], which ends at 10
+  Span* f = free_runs::put(a(), 20, 10, 0, 2);
+  EXPECT_EQ(idx(f), 20u);
+  EXPECT_EQ(f->npages, 10u);
+  EXPECT_EQ(at(0)->npages, 10u);
+  EXPECT_EQ(validate(), 2u);
+  // The descriptor after a run says "free" but is not a run's head (its
+  // start is wrong): put must not coalesce with it.
+  meta_[45].kind = kSpanFree;
+  meta_[45].npages = 5;
+  meta_[45].start = 0;
+  free_runs::put(a(), 40, 5, 0, 3);
+  EXPECT_EQ(at(40)->npages, 5u);
+  EXPECT_EQ(at(45), nullptr);
+  EXPECT_EQ(validate(), 3u);
+}
+
+TEST_F(FreeRuns, PutJoinsDirtyHullsAndKeepsTheNewestTime) {
+  free_runs::put(a(), 10, 10, kFreeDirty, 5);  // hull [10,20)
+  free_runs::put(a(), 30, 10, kFreeDirty, 9);  // hull [30,40)
+  EXPECT_EQ(free_runs::dirty_bytes(), 20 * P);
+  EXPECT_EQ(purging::validate_locked(), 2u);
+  Span* f = free_runs::put(a(), 20, 10, 0, 3);  // clean pages in between
+  EXPECT_EQ(idx(f), 10u);
+  EXPECT_EQ(f->npages, 30u);
+  EXPECT_EQ(f->flags & kFreeDirty, kFreeDirty);
+  EXPECT_EQ(f->maint_lo, 10u);
+  EXPECT_EQ(f->maint_hi, 40u) << "the hull spans both dirty parts";
+  EXPECT_EQ(f->free_ns, 9u) << "the newest dirty time wins";
+  EXPECT_EQ(free_runs::dirty_bytes(), 30 * P);
+  EXPECT_EQ(validate(), 1u);
+  EXPECT_EQ(purging::validate_locked(), 1u) << "one run on the decay list, not three";
+
+  // Clean run next to a dirty one: the hull stays on the dirty pages.
+  free_runs::put(a(), 100, 10, 0, 1);
+  f = free_runs::put(a(), 110, 5, kFreeDirty, 20);
+  EXPECT_EQ(idx(f), 100u);
+  EXPECT_EQ(f->maint_lo, 110u);
+  EXPECT_EQ(f->maint_hi, 115u);
+  f = free_runs::put(a(), 115, 5, 0, 30);
+  EXPECT_EQ(f->maint_lo, 110u);
+  EXPECT_EQ(f->maint_hi, 115u);
+  EXPECT_EQ(f->free_ns, 30u);
+  // Clean with clean stays clean.
+  free_runs::put(a(), 200, 5, 0, 1);
+  f = free_runs::put(a(), 205, 5, 0, 2);
+  EXPECT_EQ(f->flags, 0);
+  EXPECT_EQ(f->maint_lo, f->maint_hi);
+  EXPECT_EQ(free_runs::dirty_bytes(), 35 * P);
+  EXPECT_EQ(validate(), 3u);
+}
+
+TEST_F(FreeRuns, PutKeepsTheSplitFlagOfEitherPart) {
+  free_runs::put(a(), 10, 10, kFreeSplit, 1);
+  Span* f = free_runs::put(a(), 20, 10, 0, 2);
+  EXPECT_EQ(f->flags & kFreeSplit, kFreeSplit);
+  EXPECT_EQ(f->on_split, 1);
+  EXPECT_EQ(validate(), 1u);
+}
+
+// ---- find -------------------------------------------------------------------
+
+TEST_F(FreeRuns, FindTakesTheSmallestBinThatFits) {
+  size_t skip = 99;
+  EXPECT_EQ(free_runs::find(1, 1, 0, kRegionNormal, 0, &skip), nullptr) << "no runs yet";
+  free_runs::put(a(), 0, 3, 0, 0);     // 3 pages
+  free_runs::put(a(), 10, 8, 0, 0);    // 8 pages
+  free_runs::put(a(), 30, 100, 0, 0);  // 100 pages
+  Span* f = free_runs::find(5, 1, 0, kRegionNormal, 0, &skip);
+  EXPECT_EQ(f, at(10));
+  EXPECT_EQ(skip, 0u);
+  EXPECT_EQ(free_runs::find(3, 1, 0, kRegionNormal, 0, &skip), at(0));
+  EXPECT_EQ(free_runs::find(1, 1, 0, kRegionNormal, 0, &skip), at(0));
+  EXPECT_EQ(free_runs::find(9, 1, 0, kRegionNormal, 0, &skip), at(30));
+  EXPECT_EQ(free_runs::find(100, 1, 0, kRegionNormal, 0, &skip), at(30));
+  EXPECT_EQ(free_runs::find(101, 1, 0, kRegionNormal, 0, &skip), nullptr);
+  EXPECT_EQ(free_runs::find(1, 1, 0, kRegionUffd, 0, &skip), nullptr) << "another region's bins";
+  // min_run: a larger run when one exists, else whatever fits.
+  EXPECT_EQ(free_runs::find(2, 1, 0, kRegionNormal, 50, &skip), at(30));
+  EXPECT_EQ(free_runs::find(2, 1, 0, kRegionNormal, 6, &skip), at(10));
+  EXPECT_EQ(validate(), 3u);
+}
+
+// Above 128 pages a bin holds a range of sizes: a run too small for the
+// request in the first bin searched is passed over.
+TEST_F(FreeRuns, FindSkipsSmallerRunsInASharedBin) {
+  // Both in the bin of 128..159 pages; the 130-page run, newer, comes first.
+  free_runs::put(a(), 200, 135, 0, 0);
+  free_runs::put(a(), 0, 130, 0, 0);
+  size_t skip;
+  EXPECT_EQ(free_runs::find(133, 1, 0, kRegionNormal, 0, &skip), at(200));
+  EXPECT_EQ(free_runs::find(130, 1, 0, kRegionNormal, 0, &skip), at(0));
+  EXPECT_EQ(free_runs::find(136, 1, 0, kRegionNormal, 0, &skip), nullptr);
+  // Bigger runs in later bins are found too.
+  free_runs::put(a(), 400, 600, 0, 0);
+  EXPECT_EQ(free_runs::find(136, 1, 0, kRegionNormal, 0, &skip), at(400));
+  EXPECT_EQ(validate(), 3u);
+}
+
+TEST_F(FreeRuns, FindWithAlignmentAndPhase) {
+  free_runs::put(a(), 10, 8, 0, 0);    // [10,18)
+  free_runs::put(a(), 30, 100, 0, 0);  // [30,130)
+  size_t skip = 99;
+  // 16-page alignment: [10,18) would start at 16 and hold only 2 pages.
+  Span* f = free_runs::find(5, 16, 0, kRegionNormal, 0, &skip);
+  EXPECT_EQ(f, at(30));
+  EXPECT_EQ(skip, 2u) << "page 32";
+  f = free_runs::find(2, 16, 0, kRegionNormal, 0, &skip);
+  EXPECT_EQ(f, at(10));
+  EXPECT_EQ(skip, 6u) << "page 16";
+  // Phase 3: pages at 3 mod 16.
+  f = free_runs::find(4, 16, 3, kRegionNormal, 0, &skip);
+  EXPECT_EQ(f, at(30));
+  EXPECT_EQ(skip, 5u) << "page 35";
+  f = free_runs::find(1, 8, 7, kRegionNormal, 0, &skip);
+  EXPECT_EQ(f, at(10));
+  EXPECT_EQ(skip, 5u) << "page 15";
+  // Already aligned: no skip.
+  f = free_runs::find(4, 2, 0, kRegionNormal, 0, &skip);
+  EXPECT_EQ(f, at(10));
+  EXPECT_EQ(skip, 0u);
+  // 64-page alignment fits only at page 64 of the large run.
+  f = free_runs::find(60, 64, 0, kRegionNormal, 0, &skip);
+  EXPECT_EQ(f, at(30));
+  EXPECT_EQ(skip, 34u);
+  EXPECT_EQ(free_runs::find(70, 64, 0, kRegionNormal, 0, &skip), nullptr);
+  EXPECT_EQ(free_runs::find(60, 64, 1, kRegionNormal, 0, &skip), at(30));
+  EXPECT_EQ(skip, 35u);
+  EXPECT_EQ(validate(), 2u);
+}
+
+// ---- carve ------------------------------------------------------------------
+
+TEST_F(FreeRuns, CarveWithSkipAndTailClipsTheHull) {
+  Span* f = free_runs::make_run(a(), 100, 100, kFreeDirty | kFreeSplit, 42, 120, 150);
+  EXPECT_EQ(free_runs::dirty_bytes(), 30 * P);
+  Span* s = free_runs::carve(f, 10, 30);  // claims [110,140)
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s, &meta_[110]);
+  EXPECT_EQ(s->kind, kSpanNone);
+  EXPECT_EQ(s->npages, 30u);
+  EXPECT_EQ(s->start, kFakeBase + 110 * P);
+  EXPECT_EQ(s->arena, a());
+  EXPECT_EQ(back_[110], 0u);
+  EXPECT_EQ(s->flags, kFreeDirty | kFreeSplit) << "the hull covers [120,140) of it";
+  EXPECT_EQ(s->in_list, 0);
+  EXPECT_EQ(s->on_split, 0);
+  // Head [100,110): outside the hull, clean, still split.
+  Span* head = at(100);
+  ASSERT_NE(head, nullptr);
+  EXPECT_EQ(head->npages, 10u);
+  EXPECT_EQ(head->flags, kFreeSplit);
+  EXPECT_EQ(head->maint_lo, head->maint_hi);
+  EXPECT_EQ(back_[109], 9u);
+  // Tail [140,200): hull clipped to [140,150), the old time kept.
+  Span* tail = at(140);
+  ASSERT_NE(tail, nullptr);
+  EXPECT_EQ(tail->npages, 60u);
+  EXPECT_EQ(tail->flags, kFreeDirty | kFreeSplit);
+  EXPECT_EQ(tail->maint_lo, 140u);
+  EXPECT_EQ(tail->maint_hi, 150u);
+  EXPECT_EQ(tail->free_ns, 42u);
+  EXPECT_EQ(back_[140], 0u);
+  EXPECT_EQ(back_[199], 59u);
+  EXPECT_EQ(free_runs::free_bytes(), 70 * P);
+  EXPECT_EQ(free_runs::dirty_bytes(), 10 * P);
+  EXPECT_EQ(free_runs::validate_locked(), 2u);
+  EXPECT_EQ(purging::validate_locked(), 1u) << "only the tail is dirty";
+  // Giving the claimed pages back coalesces the three again.
+  Span* g = free_runs::put(a(), 110, 30, s->flags, 50);
+  EXPECT_EQ(idx(g), 100u);
+  EXPECT_EQ(g->npages, 100u);
+  EXPECT_EQ(g->maint_lo, 110u);
+  EXPECT_EQ(g->maint_hi, 150u);
+  EXPECT_EQ(validate(), 1u);
+}
+
+TEST_F(FreeRuns, CarveClaimsOutsideTheHullClean) {
+  Span* f = free_runs::make_run(a(), 0, 50, kFreeDirty, 1, 40, 50);
+  Span* s = free_runs::carve(f, 0, 20);  // [0,20): no head, tail [20,50)
+  EXPECT_EQ(s->flags, 0);
+  EXPECT_EQ(at(0), nullptr) << "the claimed pages are not a free run";
+  EXPECT_EQ(at(20)->npages, 30u);
+  EXPECT_EQ(free_runs::dirty_bytes(), 10 * P);
+  EXPECT_EQ(validate(), 1u);
+  // No tail: the whole rest, from a skip.
+  Span* t = at(20);
+  s = free_runs::carve(t, 10, 20);  // [30,50)
+  EXPECT_EQ(s->flags, kFreeDirty);
+  EXPECT_EQ(at(20)->npages, 10u);
+  EXPECT_EQ(at(20)->flags, 0);
+  EXPECT_EQ(free_runs::dirty_bytes(), 0u);
+  EXPECT_EQ(free_runs::free_bytes(), 10 * P);
+  EXPECT_EQ(validate(), 1u);
+  // The whole run.
+  s = free_runs::carve(at(20), 0, 10);
+  EXPECT_EQ(s->npages, 10u);
+  EXPECT_EQ(free_runs::free_bytes(), 0u);
+  EXPECT_EQ(validate(), 0u);
+}
+
+TEST_F(FreeRuns, FindThenCarveAnAlignedBlock) {
+  free_runs::put(a(), 5, 200, kFreeDirty, 1);
+  size_t skip;
+  Span* f = free_runs::find(64, 64, 0, kRegionNormal, 0, &skip);
+  ASSERT_EQ(f, at(5));
+  Span* s = free_runs::carve(f, skip, 64);
+  EXPECT_EQ(idx(s), 64u);
+  EXPECT_EQ(s->start % (64 * P), 0u);
+  EXPECT_EQ(at(5)->npages, 59u);
+  EXPECT_EQ(at(128)->npages, 77u);
+  EXPECT_EQ(free_runs::free_bytes(), 136 * P);
+  EXPECT_EQ(free_runs::dirty_bytes(), 136 * P);
+  EXPECT_EQ(validate(), 2u);
+}
+
+TEST_F(FreeRuns, MarkCleanEmptiesTheHull) {
+  Span* f = free_runs::put(a(), 10, 10, kFreeDirty, 1);
+  free_runs::mark_clean(f);
+  EXPECT_EQ(f->flags, 0);
+  EXPECT_EQ(f->maint_lo, f->maint_hi);
+  EXPECT_EQ(free_runs::dirty_bytes(), 0u);
+  EXPECT_EQ(free_runs::validate_locked(), 1u);
+  // (purge.cpp takes it off the decay list itself; unlinking does too.)
+}
+
+// ---- the validators catch corruption ------------------------------------------
+
+using FreeRunsDeathTest = FreeRuns;
+
+TEST_F(FreeRunsDeathTest, WrongBackEntry) {
+  free_runs::put(a(), 10, 10, 0, 1);
+  back_[19] = 3;
+  EXPECT_DEATH(free_runs::validate_locked(), "free runs: back\\[\\] wrong at a run's ends");
+  back_[19] = 9;
+}
+
+TEST_F(FreeRunsDeathTest, AdjacentRunsNotCoalesced) {
+  free_runs::make_run(a(), 10, 10, 0, 1, 0, 0);
+  free_runs::make_run(a(), 20, 10, 0, 1, 0, 0);
+  EXPECT_DEATH(free_runs::validate_locked(), "free runs: two adjacent free runs");
+}
+
+TEST_F(FreeRunsDeathTest, ByteTotalsOff) {
+  Span* f = free_runs::put(a(), 10, 10, kFreeDirty, 1);
+  f->maint_hi = 18;  // the hull shrinks behind the totals' back
+  EXPECT_DEATH(free_runs::validate_locked(), "free runs: dirty byte total does not add up");
+  f->maint_hi = 20;
+  f->npages = 11;  // wrong size: wrong bin, too
+  EXPECT_DEATH(free_runs::validate_locked(), "free runs: ");
+  f->npages = 10;
+}
+
+TEST_F(FreeRunsDeathTest, HullOutsideTheRun) {
+  Span* f = free_runs::put(a(), 10, 10, kFreeDirty, 1);
+  f->maint_lo = 5;
+  EXPECT_DEATH(free_runs::validate_locked(), "free runs: dirty hull outside the run");
+  f->maint_lo = 10;
+}
+
+TEST_F(FreeRunsDeathTest, CleanRunOnTheDecayList) {
+  Span* f = free_runs::put(a(), 10, 10, kFreeDirty, 1);
+  f->flags = 0;
+  EXPECT_DEATH(purging::validate_locked(), "purge: clean or non-free run on the decay list");
+  f->flags = kFreeDirty;
+}
+
+TEST_F(FreeRunsDeathTest, SplitFlagWithoutTheList) {
+  Span* f = free_runs::put(a(), 10, 10, kFreeSplit, 1);
+  f->flags = 0;
+  EXPECT_DEATH(purging::validate_locked(), "purge: wrong run on the split list");
+  f->flags = kFreeSplit;
+}
+
+}  // namespace
