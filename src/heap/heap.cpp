@@ -145,7 +145,22 @@ void free_local_slow(Heap* h, Span* s) {
   }
   if (s->used == 0 && h->avail[s->size_class] != s) {
     avail_remove(h, s);
-    release_slab(s);
+    unsigned c = s->size_class;
+    if (!h->spare[c] && h->state == kHeapLive) {
+      h->spare[c] = s;  // kept for the next slab of this class
+    } else {
+      release_slab(s);
+    }
+  }
+}
+
+// Gives the spare slabs back to the page heap.
+static void release_spares(Heap* h) {
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    if (Span* s = h->spare[c]) {
+      h->spare[c] = nullptr;
+      release_slab(s);
+    }
   }
 }
 
@@ -163,12 +178,14 @@ static void drain_delayed(Heap* h) {
   }
 }
 
-// Links up to a page worth (at least 8) of never-used blocks into the free
-// list, so a fresh slab is touched only as it fills.
+// Links a page worth of never-used blocks (one block for classes of a page
+// or more) into the free list, so a fresh slab is touched only as it fills:
+// linking a block writes its first word, and each page written costs a
+// fault and stays resident.
 static void extend(Span* s) {
   uint32_t bs = s->block_size;
   uint32_t n = uint32_t(kPageSize / bs);
-  if (n < 8) n = 8;
+  if (n < 1) n = 1;
   if (n > s->capacity - s->bump) n = s->capacity - s->bump;
   char* first = reinterpret_cast<char*>(s->start) + size_t(s->bump) * bs;
   char* p = first;
@@ -275,6 +292,12 @@ static void* heap_alloc(Heap* h, unsigned c) {
     avail_remove(h, s);
     full_push(h, s);
   }
+  if (Span* s = h->spare[c]) {
+    // The spare slab: every block on its free list, none handed out.
+    h->spare[c] = nullptr;
+    avail_push_front(h, s);
+    return pop(s);
+  }
   Span* s = new_slab(h, c);
   if (!s) return nullptr;
   extend(s);
@@ -377,13 +400,17 @@ static void large_cache_flush(Heap* h) {
 }
 
 void large_cache_flush_current() {
-  if (tl_heap != &g_empty_heap) large_cache_flush(tl_heap);
+  if (tl_heap != &g_empty_heap) {
+    large_cache_flush(tl_heap);
+    release_spares(tl_heap);
+  }
 }
 
 void thread_done(Heap* h) {
   if (h == &g_empty_heap || h->state != kHeapLive) return;
   large_cache_flush(h);
   drain_delayed(h);
+  release_spares(h);
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
     Span* s = h->avail[c];
     while (s != &g_empty_span && s) {
@@ -470,6 +497,11 @@ void validate_current() {
         pages::validate_span(s, true);
       }
     }
+    if (Span* s = h->spare[c]) {
+      if (s->kind != kSpanSlab || s->heap != h || s->size_class != c || s->used != 0)
+        fatal("heaps: the spare slab is not an empty slab of this heap and class", reinterpret_cast<void*>(s->start));
+      pages::validate_span(s, true);
+    }
   }
 }
 
@@ -491,6 +523,10 @@ void get_stats(Stats* out) {
           out->blocks_live += used;
           s = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
         }
+      }
+      if (__atomic_load_n(&h->spare[c], __ATOMIC_RELAXED)) {
+        out->slabs++;
+        out->slabs_by_class[c]++;
       }
     }
   }

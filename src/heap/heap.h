@@ -41,6 +41,10 @@ struct Heap {
   Span* large_cache[kLargeCacheSlots] = {};
   uint32_t large_cache_next = 0;
   Span* full[sc::kNumClasses];   // null when none
+  // One empty slab per class kept back from the page heap (null when none):
+  // a program that frees and allocates the same sizes in turn reuses its
+  // pages without page-heap calls, purges and fresh page faults.
+  Span* spare[sc::kNumClasses] = {};
   std::atomic<uintptr_t> delayed{0};
   Heap* next_all = nullptr;
   Heap* next_abandoned = nullptr;
