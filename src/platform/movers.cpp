@@ -99,8 +99,10 @@ bool mremap_dontunmap_available() {
     char* dst = region + 2 * kPageSize;
     src[0] = 42;
     void* r = raw_mremap(src, kPageSize, dst);
+    bool no_room = r == MAP_FAILED && errno == ENOMEM;
     ok = r == dst && dst[0] == 42 && src[0] == 0;
     os::release(region, 4 * kPageSize);
+    if (no_room) return false;  // at vm.max_map_count: probe again later
   } else {
     // No page to probe with (out of address space, or the program used up
     // vm.max_map_count): say no now and probe again next time, instead of
@@ -184,7 +186,13 @@ static int uffd_probe() {
   bool ok = false;
   if (region && src) {
     LockGuard g(g_uffd_lock);
-    if (register_locked(region, 2 * kPageSize)) {
+    bool registered = register_locked(region, 2 * kPageSize);
+    if (!registered && errno == ENOMEM) {  // no VMA to spare: probe again later
+      os::release(region, 2 * kPageSize);
+      os::release(src, kPageSize);
+      return -1;
+    }
+    if (registered) {
       src[0] = 7;
       struct uffdio_move m;
       memset(&m, 0, sizeof m);

@@ -165,17 +165,15 @@ TEST_F(Secure, WriteJustPastASlabHitsItsGuardPage) {
   if (!kernel_has_guards()) GTEST_SKIP() << "kernel without MADV_GUARD_INSTALL";
   EXPECT_EXIT(
       {
-        // Fill blocks of one class until one ends a slab's used bytes: the
-        // page after the last block of a slab whose blocks end on a page
-        // boundary (1024-byte class: no tail waste) is the guard.
+        // For every new block, write into the page after the one holding
+        // its end (64 bytes in: never a free block's link). That page is
+        // another block of the slab (writable) until the block is the last
+        // of its slab: then it is the slab's guard page.
         for (int i = 0; i < 100000; i++) {
           char* p = static_cast<char*>(ta::malloc(1024));
           std::memset(p, 1, 1024);
-          if ((reinterpret_cast<uintptr_t>(p) + 1024) % 4096 == 0) {
-            // Either the next page is another block of this slab (writable)
-            // or the guard (SIGSEGV); keep going until the guard is hit.
-            reinterpret_cast<volatile char*>(p)[1024] = 2;
-          }
+          uintptr_t next_page = (reinterpret_cast<uintptr_t>(p) + 1024 + 4095) & ~uintptr_t{4095};
+          reinterpret_cast<volatile char*>(next_page)[64] = 2;
         }
         std::exit(0);
       },

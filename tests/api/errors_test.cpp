@@ -217,6 +217,10 @@ namespace {
 TEST(Errors, MmapFailureGivesCleanNullAndRecovers) {
   const size_t big = size_t{5} << 30;  // more than any arena of this process holds free
   const size_t keep_n = 3 * tu::MiB;
+  // This thread's heap and slabs of the classes used below exist already
+  // (making them needs reservations of their own).
+  ta::free(ta::malloc(opaque(100)));
+  ta::free(ta::malloc(opaque(200000)));
   void* keep = ta::malloc(keep_n);
   ASSERT_NE(keep, nullptr);
   tu::fill(keep, keep_n, 77);
