@@ -7,8 +7,10 @@ pkgs=(build-essential cmake pkg-config libgtest-dev libbenchmark-dev
       libjemalloc-dev libjemalloc2 libmimalloc-dev libmimalloc2.0
       libgoogle-perftools-dev libtcmalloc-minimal4 gnuplot-nox
       python3 python3-matplotlib git coreutils
-      redis-server redis-tools sqlite3 perl lua5.4)
-# The last line: the programs of bench/compare's clients group. On a machine
+      redis-server redis-tools sqlite3 perl lua5.4
+      libpython3.11-testsuite)
+# libpython3.11-testsuite: CPython's regression tests (preload.cpython_suite).
+# The line before: the programs of bench/compare's clients group. On a machine
 # with systemd, Debian's redis-server package also enables a redis service
 # on port 6379; the benchmark never uses it (it starts its own server on a
 # free port of 127.0.0.1).

@@ -118,6 +118,11 @@ REMALLOC_API int remalloc_validate(void);
  * times. Used by the failure-injection tests; harmless otherwise. */
 REMALLOC_API void remalloc_inject_mover_failure(const char* mover, int step, int count);
 
+/* Test hook: the next `count` reservations of address space (new arenas,
+ * their metadata, pools of heap descriptors) fail with ENOMEM, as if mmap
+ * had refused them; 0 cancels. Used by the fault tests; harmless otherwise. */
+REMALLOC_API void remalloc_inject_mmap_failure(int count);
+
 #ifdef __cplusplus
 }
 #endif

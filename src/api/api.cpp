@@ -12,6 +12,7 @@
 #include "base/format.h"
 #include "base/lock.h"
 #include "platform/movers.h"
+#include "platform/os.h"
 #include "remalloc/remalloc.h"
 
 namespace remalloc::api {
@@ -60,6 +61,10 @@ RM_NOINLINE void ensure_init() {
           .str(", UFFDIO_MOVE ")
           .str(movers::uffd_move_available() ? "yes" : "no")
           .str("\n");
+      if constexpr (kSecure)
+        w.str("remalloc: secure build: encoded free-list links, shuffled new slabs, guard pages ")
+            .str(pages::guard_tail_pages() ? "after large blocks and slabs (MADV_GUARD_INSTALL)\n"
+                                           : "off (the kernel lacks MADV_GUARD_INSTALL)\n");
     }
     // pthread_atfork may allocate: register once the allocator is usable.
     if (!g_atfork.exchange(true)) pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -77,6 +82,7 @@ static void* malloc_large(size_t size, size_t align_pages) {
   }
   size_t npages = pages_of(size);
   if (npages == 0) npages = 1;
+  npages += pages::guard_tail_pages();  // secure build: the guard page
   if (align_pages == 1 && npages <= heap::kLargeCacheMaxPages) {
     if (Span* c = heap::large_cache_get(npages)) {
       pages::set_requested(c, size);
@@ -88,6 +94,7 @@ static void* malloc_large(size_t size, size_t align_pages) {
     errno = ENOMEM;
     return nullptr;
   }
+  pages::guard_install_tail(s);
   return reinterpret_cast<void*>(s->start);
 }
 
@@ -116,11 +123,26 @@ RM_NOINLINE void free_slow(Span* s, void* p) {
   invalid(p, "free(): invalid pointer (not allocated by remalloc, or freed twice)");
 }
 
+// Secure build: the guard page after a large block comes off while the
+// relocation engine works (movers must not meet it) and goes back on the
+// last page of the result, or of the old block when realloc fails.
+static void* realloc_large_guarded(Span* s, size_t size) {
+  size_t g = pages::guard_tail_pages() << kPageShift;
+  if (!g) return pages::realloc_large(s, size);
+  void* p = reinterpret_cast<void*>(s->start);
+  pages::guard_remove_tail(s);
+  void* q = pages::realloc_large(s, size + g);
+  Span* t = pages::span_of(q ? q : p);
+  pages::guard_install_tail(t);
+  if (q) pages::set_requested(t, size);
+  return q;
+}
+
 size_t usable_size(const void* p) {
   if (!p) return 0;
   Span* s = pages::span_of(p);
   if (s && heap::is_block(s, p)) return s->block_size;
-  if (s && pages::is_large_start(s, p)) return s->bytes();
+  if (s && pages::is_large_start(s, p)) return pages::block_bytes(s);
   invalid(p, "malloc_usable_size(): invalid pointer");
   return 0;
 }
@@ -147,9 +169,10 @@ void* realloc(void* p, size_t size) {
     // Stay when it fits and does not waste more than half.
     if (size <= old && size * 2 >= old) return p;
   } else if (s && pages::is_large_start(s, p)) {
-    old = s->bytes();
+    old = pages::block_bytes(s);
     if (size > sc::kMaxSmall) {
       ensure_init();
+      if constexpr (kSecure) return realloc_large_guarded(s, size);
       return pages::realloc_large(s, size);  // sets errno on failure
     }
   } else {
@@ -180,11 +203,12 @@ void* calloc(size_t n, size_t size) {
     return nullptr;
   }
   bool zeroed = false;
-  Span* s = pages::alloc_large(pages_of(total), 1, total, &zeroed);
+  Span* s = pages::alloc_large(pages_of(total) + pages::guard_tail_pages(), 1, total, &zeroed);
   if (!s) {
     errno = ENOMEM;
     return nullptr;
   }
+  pages::guard_install_tail(s);
   void* p = reinterpret_cast<void*>(s->start);
   if (!zeroed) memset(p, 0, total);
   return p;
@@ -305,5 +329,7 @@ void remalloc_inject_mover_failure(const char* mover, int step, int count) {
     if (mover && strcmp(mover, movers::kind_name(k)) == 0) movers::inject_failure(k, step, count);
   }
 }
+
+void remalloc_inject_mmap_failure(int count) { os::inject_reserve_failure(count); }
 
 }  // extern "C"

@@ -8,6 +8,13 @@
 #define REMALLOC_DEBUG 0
 #endif
 
+// The secure build (cmake -DREMALLOC_SECURE=ON): encoded free-list links,
+// randomised free-list order in new slabs, guard pages after large blocks
+// and slabs. A build option, not a run-time one: see src/README.md.
+#ifndef REMALLOC_SECURE
+#define REMALLOC_SECURE 0
+#endif
+
 #define RM_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define RM_NOINLINE __attribute__((noinline))
@@ -15,6 +22,8 @@
 #define RM_COLD __attribute__((cold, noinline))
 
 namespace remalloc {
+
+constexpr bool kSecure = REMALLOC_SECURE != 0;
 
 constexpr size_t kPageShift = 12;
 constexpr size_t kPageSize = size_t{1} << kPageShift;

@@ -100,13 +100,13 @@ void free_remote(Span* s, void* p) {
       Heap* h = s->heap;
       uintptr_t d = h->delayed.load(std::memory_order_relaxed);
       do {
-        *static_cast<uintptr_t*>(p) = d;
+        pages::link_store(p, reinterpret_cast<void*>(d));
       } while (!h->delayed.compare_exchange_weak(d, reinterpret_cast<uintptr_t>(p),
                                                  std::memory_order_release,
                                                  std::memory_order_relaxed));
       return;
     }
-    *static_cast<uintptr_t*>(p) = old;
+    pages::link_store(p, reinterpret_cast<void*>(old));
     if (s->remote.compare_exchange_weak(old, reinterpret_cast<uintptr_t>(p),
                                         std::memory_order_release, std::memory_order_relaxed))
       return;
@@ -120,17 +120,18 @@ static uint32_t collect_remote(Span* s) {
   if (list == 0) return 0;
   uint32_t n = 1;
   void* tail = reinterpret_cast<void*>(list);
-  while (void* nx = *static_cast<void**>(tail)) {
+  while (void* nx = pages::link_load(tail)) {
     tail = nx;
     n++;
   }
-  *static_cast<void**>(tail) = s->free_list;
+  pages::link_store(tail, s->free_list);
   s->free_list = reinterpret_cast<void*>(list);
   s->used -= n;
   return n;
 }
 
 static void release_slab(Span* s) {
+  // free_span() takes off the secure build's guard page.
   s->heap = nullptr;
   s->slab_bytes = 0;
   pages::free_span(s);
@@ -169,36 +170,73 @@ static void drain_delayed(Heap* h) {
   uintptr_t list = h->delayed.exchange(0, std::memory_order_acquire);
   while (list) {
     void* p = reinterpret_cast<void*>(list);
-    list = *static_cast<uintptr_t*>(p);
+    list = reinterpret_cast<uintptr_t>(pages::link_load(p));
     Span* s = pages::span_of(p);
-    *static_cast<void**>(p) = s->free_list;
+    pages::link_store(p, s->free_list);
     s->free_list = p;
     s->used--;
     if (s->used == 0 || s->is_full) free_local_slow(h, s);
   }
 }
 
+// A per-thread xorshift generator for the secure build's shuffles.
+static __thread uint64_t tl_rng;
+static uint32_t rng_next() {
+  uint64_t x = tl_rng;
+  if (RM_UNLIKELY(x == 0)) x = (pages::g_link_key ^ reinterpret_cast<uintptr_t>(&tl_rng)) * 0x9e3779b97f4a7c15ull | 1;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  tl_rng = x;
+  return uint32_t(x >> 32);
+}
+
 // Links a page worth of never-used blocks (one block for classes of a page
 // or more) into the free list, so a fresh slab is touched only as it fills:
 // linking a block writes its first word, and each page written costs a
-// fault and stays resident.
+// fault and stays resident. The secure build links
+// them in a random order (a Fisher-Yates shuffle of the page's blocks), so
+// the next block's address cannot be predicted from the last one.
 static void extend(Span* s) {
   uint32_t bs = s->block_size;
   uint32_t n = uint32_t(kPageSize / bs);
   if (n < 1) n = 1;
   if (n > s->capacity - s->bump) n = s->capacity - s->bump;
   char* first = reinterpret_cast<char*>(s->start) + size_t(s->bump) * bs;
+  if constexpr (kSecure) {
+    uint16_t order[kPageSize / kMinAlign];
+    static_assert(kPageSize / kMinAlign <= 65536);
+    if (n <= sizeof order / sizeof order[0]) {
+      for (uint32_t i = 0; i < n; i++) order[i] = uint16_t(i);
+      for (uint32_t i = n - 1; i > 0; i--) {
+        uint32_t j = rng_next() % (i + 1);
+        uint16_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+      }
+      void* head = s->free_list;
+      for (uint32_t i = 0; i < n; i++) {
+        char* b = first + size_t(order[i]) * bs;
+        pages::link_store(b, head);
+        head = b;
+      }
+      s->free_list = head;
+      s->bump += n;
+      return;
+    }
+  }
   char* p = first;
-  for (uint32_t i = 1; i < n; i++, p += bs) *reinterpret_cast<void**>(p) = p + bs;
-  *reinterpret_cast<void**>(p) = s->free_list;
+  for (uint32_t i = 1; i < n; i++, p += bs) pages::link_store(p, p + bs);
+  pages::link_store(p, s->free_list);
   s->free_list = first;
   s->bump += n;
 }
 
 static Span* new_slab(Heap* h, unsigned c) {
   const sc::ClassInfo& ci = sc::kInfo[c];
-  Span* s = pages::alloc_slab(ci.pages);
+  Span* s = pages::alloc_slab(ci.pages + pages::guard_tail_pages());
   if (!s) return nullptr;
+  pages::guard_install_tail(s);  // secure build: a guard after the slab
   s->size_class = uint8_t(c);
   s->block_size = ci.size;
   s->recip = ci.recip;
@@ -209,7 +247,7 @@ static Span* new_slab(Heap* h, unsigned c) {
   s->remote.store(0, std::memory_order_relaxed);
   s->is_full = 0;
   s->heap = h;
-  s->slab_bytes = uint32_t(s->bytes());
+  s->slab_bytes = uint32_t(size_t(ci.pages) << kPageShift);
   avail_push_front(h, s);
   return s;
 }
@@ -220,7 +258,7 @@ void poison_freed(Span* s, void* p) {
 
 void check_handed_out(Span* s, void* b) {
   // The link must lead to a block of the same slab (or end the list).
-  uintptr_t next = *static_cast<uintptr_t*>(b);
+  uintptr_t next = reinterpret_cast<uintptr_t>(pages::link_load(b));
   if (next && (next - s->start >= s->slab_bytes || (next - s->start) % s->block_size))
     fatal("heap corruption: a free block's link was overwritten (a write past the block before it, "
           "or into this freed block)", b);
@@ -234,20 +272,27 @@ void check_handed_out(Span* s, void* b) {
 static void* pop(Span* s) {
   void* b = s->free_list;
   if constexpr (kPoisonFreed) check_handed_out(s, b);
-  s->free_list = *static_cast<void**>(b);
+  void* next = pages::link_load(b);
+  if constexpr (kSecure) check_link(s, b, next);
+  s->free_list = next;
   s->used++;
   static_cast<uintptr_t*>(b)[1] = 0;  // clear the free mark
   return b;
 }
 
 // ---- double frees -------------------------------------------------------------
+void bad_link(void* b) {
+  fatal("heap corruption: a free block's link was overwritten (use after free or overflow)", b);
+}
+
 static void abort_on_invalid(const void* p, const char* what) { fatal(what, p); }
 void (*g_on_invalid)(const void* p, const char* what) = abort_on_invalid;
 
 // Is p on the singly linked list starting at `head`? Walks at most `limit`
 // links (a list damaged by a use after free must not hang us).
 static bool on_list(uintptr_t head, const void* p, size_t limit) {
-  for (uintptr_t q = head & ~uintptr_t{1}; q && limit--; q = *reinterpret_cast<uintptr_t*>(q)) {
+  for (uintptr_t q = head & ~uintptr_t{1}; q && limit--;
+       q = reinterpret_cast<uintptr_t>(pages::link_load(reinterpret_cast<void*>(q)))) {
     if (reinterpret_cast<const void*>(q) == p) return true;
     Span* qs = pages::span_of(reinterpret_cast<void*>(q));
     if (!qs || !is_block(qs, reinterpret_cast<void*>(q))) return false;  // damaged list
@@ -322,6 +367,9 @@ static Heap* new_heap_locked() {
   Heap* h = new (g_pool_cur) Heap();
   g_pool_cur += align_up(sizeof(Heap), 64);
   h->id = uint32_t(++g_heap_count);
+  // The secure build's link key, fixed before the first slab exists (every
+  // heap is made here, under this lock, before any of its slabs).
+  if (kSecure && pages::g_link_key == 0) pages::g_link_key = os::random_u64() | 1;
   h->next_all = g_all_heaps;
   g_all_heaps = h;
   return h;

@@ -102,6 +102,11 @@ constexpr uint8_t kPoisonByte = 0xdf;
 void poison_freed(Span* s, void* p);
 void check_handed_out(Span* s, void* b);
 
+// Secure build: the decoded link of free block b must be null or a block
+// of the same slab; anything else means the link was overwritten (abort).
+RM_COLD void bad_link(void* b);
+RM_INLINE void check_link(const Span* s, void* b, void* next);
+
 // The small-block fast path: a block of class_of(size) from this thread's
 // current slab, or nullptr (the caller takes the slow path).
 RM_INLINE void* malloc_fast(size_t size) {
@@ -109,7 +114,9 @@ RM_INLINE void* malloc_fast(size_t size) {
   void* b = s->free_list;
   if (RM_LIKELY(b)) {
     if constexpr (kPoisonFreed) check_handed_out(s, b);
-    s->free_list = *static_cast<void**>(b);
+    void* next = pages::link_load(b);
+    if constexpr (kSecure) check_link(s, b, next);
+    s->free_list = next;
     s->used++;
     static_cast<uintptr_t*>(b)[1] = 0;  // clear the free mark
   }
@@ -129,13 +136,17 @@ RM_INLINE bool is_block(const Span* s, const void* p) {
 // that the fast path makes no call it must return from: no registers saved).
 void free_small_marked(Span* s, void* p);
 
+RM_INLINE void check_link(const Span* s, void* b, void* next) {
+  if (RM_UNLIKELY(next && !is_block(s, next))) bad_link(b);
+}
+
 RM_INLINE void free_small(Span* s, void* p) {
   if (RM_UNLIKELY(has_free_mark(p))) return free_small_marked(s, p);
   static_cast<uintptr_t*>(p)[1] = free_mark(p);
   if constexpr (kPoisonFreed) poison_freed(s, p);
   Heap* h = tl_heap;
   if (RM_LIKELY(s->heap == h)) {
-    *static_cast<void**>(p) = s->free_list;
+    pages::link_store(p, s->free_list);
     s->free_list = p;
     if (RM_UNLIKELY(--s->used == 0 || s->is_full)) free_local_slow(h, s);
     return;

@@ -143,7 +143,7 @@ void validate_span(const Span* s, bool owner) {
   // lock, so only what never changes while slab_bytes is set is read.
   uint32_t slab_bytes = __atomic_load_n(&s->slab_bytes, __ATOMIC_RELAXED);
   if (slab_bytes == 0) return;  // a slab being set up or let go by its heap
-  if (slab_bytes != s->bytes()) fatal("span: slab_bytes differs from the slab's pages", at);
+  if (slab_bytes != s->bytes() - (guard_tail_pages() << kPageShift)) fatal("span: slab_bytes differs from the slab's pages", at);
   if (!owner) return;
   if (s->block_size == 0 || size_t(s->capacity) * s->block_size > s->slab_bytes || s->bump > s->capacity)
     fatal("span: slab geometry inconsistent", at);
@@ -153,7 +153,7 @@ void validate_span(const Span* s, bool owner) {
   // block freed remotely counts as handed out until the owner collects it).
   if (s->used > s->bump) fatal("span: slab hands out more blocks than it linked in", at);
   size_t n = 0, limit = s->bump - s->used;
-  for (void* b = s->free_list; b; b = *static_cast<void**>(b)) {
+  for (void* b = s->free_list; b; b = link_load(b)) {
     uintptr_t off = reinterpret_cast<uintptr_t>(b) - s->start;
     if (off >= s->slab_bytes || off % s->block_size) fatal("span: slab free list leaves the slab", b);
     if (++n > limit) fatal("span: slab free list longer than its free blocks (a cycle?)", b);

@@ -141,6 +141,7 @@ static void give_back(Span* s, uint8_t flags, uint64_t now) {
 void free_span(Span* s) {
   LockGuard g(g_lock);
   RM_ASSERT(s->kind == kSpanLarge || s->kind == kSpanSlab);
+  if constexpr (kSecure) guard_remove_tail(s);  // guards.cpp
   uint64_t now = os::now_ns();
   uint8_t flags = kFreeDirty;
   if (s->kind == kSpanLarge) {

@@ -83,6 +83,12 @@ struct Stats {
 };
 void get_stats(Stats* out);
 
+// Secure build (guards.cpp): puts a guard on the last page of a large block
+// or slab that was allocated with guard_tail_pages() extra pages, and takes
+// it off again (before the pages are freed or moved). No-ops otherwise.
+void guard_install_tail(Span* s);
+void guard_remove_tail(Span* s);
+
 // Checks every structure of the page heap (free runs, bins, purge lists,
 // arenas and their `back` entries, the byte accounting); aborts with a
 // message on the first inconsistency. Takes the lock.

@@ -104,6 +104,10 @@ void* realloc_large(Span* s, size_t new_size) {
     if (kind == movers::kMremap) {
       ok = movers::move_mremap(to, from, len, &out);
       if (out.moved) vma::note_added(2);
+      // Refused (the program's own mappings may have used up
+      // vm.max_map_count, unseen by the estimate): recount, so the next
+      // moves skip mremap for the budget instead of failing one by one.
+      if (!ok) vma::recount();
     } else if (kind == movers::kUffd) {
       ok = movers::move_uffd(to, from, len, &out);
     } else {

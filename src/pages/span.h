@@ -154,6 +154,37 @@ RM_INLINE Span* span_of(const void* p) {
   Span* s = &a->meta[idx - a->back[idx]];
   return s;
 }
+// Free-list links of small blocks (the first word of a free block). The
+// secure build stores them encoded: next ^ key ^ (slot address >> 4), with a
+// random key per process, so a link overwritten by a use after free or an
+// overflow decodes to an address outside the slab and is caught when the
+// block is handed out, and an attacker cannot forge a link without the key.
+// Every list of free blocks (slab free lists, remote lists, delayed lists)
+// uses these two functions.
+extern uintptr_t g_link_key;  // set once before the first slab (secure build)
+RM_INLINE void* link_load(const void* slot) {
+  uintptr_t v = *static_cast<const uintptr_t*>(slot);
+  if constexpr (kSecure) v ^= g_link_key ^ (reinterpret_cast<uintptr_t>(slot) >> 4);
+  return reinterpret_cast<void*>(v);
+}
+RM_INLINE void link_store(void* slot, const void* next) {
+  uintptr_t v = reinterpret_cast<uintptr_t>(next);
+  if constexpr (kSecure) v ^= g_link_key ^ (reinterpret_cast<uintptr_t>(slot) >> 4);
+  *static_cast<uintptr_t*>(slot) = v;
+}
+
+// Guard pages (secure build, kernels with MADV_GUARD_INSTALL): every large
+// block and every slab has one more page than it uses, its last, holding a
+// guard (guards.cpp). 0 in the normal build or when the kernel lacks guards;
+// the answer never changes within a process.
+size_t guard_tail_pages_slow();
+RM_INLINE size_t guard_tail_pages() {
+  if constexpr (!kSecure) return 0;
+  return guard_tail_pages_slow();
+}
+// The bytes of a large block the program may use (the span less its guard).
+RM_INLINE size_t block_bytes(const Span* s) { return s->bytes() - (guard_tail_pages() << kPageShift); }
+
 // Checks the span/slab contract for the run whose first page is `s`: kind
 // and geometry, and for a slab its free list (in range, on block
 // boundaries, no longer than the blocks not in use) when the caller owns it.

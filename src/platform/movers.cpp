@@ -99,8 +99,15 @@ bool mremap_dontunmap_available() {
     char* dst = region + 2 * kPageSize;
     src[0] = 42;
     void* r = raw_mremap(src, kPageSize, dst);
+    bool no_room = r == MAP_FAILED && errno == ENOMEM;
     ok = r == dst && dst[0] == 42 && src[0] == 0;
     os::release(region, 4 * kPageSize);
+    if (no_room) return false;  // at vm.max_map_count: probe again later
+  } else {
+    // No page to probe with (out of address space, or the program used up
+    // vm.max_map_count): say no now and probe again next time, instead of
+    // turning the mover off for the life of the process.
+    return false;
   }
   g_mremap_state.store(ok ? 1 : 2, std::memory_order_release);
   return ok;
@@ -166,14 +173,26 @@ static bool register_locked(void* base, size_t len) {
   return ioctl(fd, UFFDIO_REGISTER, &reg) == 0;
 }
 
-static bool uffd_probe() {
+// 1: works, 0: does not, -1: could not tell (no memory to probe with).
+static int uffd_probe() {
   // Register a small region, move a written page from outside into it.
   char* region = static_cast<char*>(os::reserve(2 * kPageSize, kPageSize));
   char* src = static_cast<char*>(os::reserve(kPageSize, kPageSize));
+  if (!region || !src) {
+    if (region) os::release(region, 2 * kPageSize);
+    if (src) os::release(src, kPageSize);
+    return -1;
+  }
   bool ok = false;
   if (region && src) {
     LockGuard g(g_uffd_lock);
-    if (register_locked(region, 2 * kPageSize)) {
+    bool registered = register_locked(region, 2 * kPageSize);
+    if (!registered && errno == ENOMEM) {  // no VMA to spare: probe again later
+      os::release(region, 2 * kPageSize);
+      os::release(src, kPageSize);
+      return -1;
+    }
+    if (registered) {
       src[0] = 7;
       struct uffdio_move m;
       memset(&m, 0, sizeof m);
@@ -184,17 +203,18 @@ static bool uffd_probe() {
       ok = ioctl(g_uffd_fd, UFFDIO_MOVE, &m) == 0 && region[0] == 7 && src[0] == 0;
     }
   }
-  if (region) os::release(region, 2 * kPageSize);
-  if (src) os::release(src, kPageSize);
-  return ok;
+  os::release(region, 2 * kPageSize);
+  os::release(src, kPageSize);
+  return ok ? 1 : 0;
 }
 
 bool uffd_move_available() {
   int s = g_uffd_state.load(std::memory_order_acquire);
   if (s) return s == 1;
-  bool ok = uffd_probe();
-  g_uffd_state.store(ok ? 1 : 2, std::memory_order_release);
-  return ok;
+  int r = uffd_probe();
+  if (r < 0) return false;  // probe again next time (see mremap's probe)
+  g_uffd_state.store(r == 1 ? 1 : 2, std::memory_order_release);
+  return r == 1;
 }
 
 bool uffd_register(void* base, size_t len) {

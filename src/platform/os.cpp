@@ -3,17 +3,35 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 extern char** environ;
 
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
+#endif
+
 namespace remalloc::os {
+
+static std::atomic<int> g_reserve_failures{0};
+
+void inject_reserve_failure(int count) { g_reserve_failures.store(count, std::memory_order_relaxed); }
 
 void* reserve(size_t size, size_t align) {
   if (size == 0 || size > (size_t{1} << 46)) return nullptr;
+  if (RM_UNLIKELY(g_reserve_failures.load(std::memory_order_relaxed) > 0) &&
+      g_reserve_failures.fetch_sub(1, std::memory_order_relaxed) > 0) {
+    errno = ENOMEM;
+    return nullptr;
+  }
   const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
   const int prot = PROT_READ | PROT_WRITE;
   if (align <= kPageSize) {
@@ -77,6 +95,41 @@ bool remap_fresh(void* p, size_t size) {
 bool advise_hugepage(void* p, size_t size, bool on) {
   if (size == 0) return true;
   return madvise(p, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0;
+}
+
+static std::atomic<int> g_guard_state{0};  // 0 unknown, 1 yes, 2 no
+
+bool guards_available() {
+  int st = g_guard_state.load(std::memory_order_acquire);
+  if (st) return st == 1;
+  // Probe on a private page: install, check a later remove works too.
+  bool ok = false;
+  void* p = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) {
+    ok = madvise(p, kPageSize, MADV_GUARD_INSTALL) == 0 && madvise(p, kPageSize, MADV_GUARD_REMOVE) == 0;
+    munmap(p, kPageSize);
+  }
+  g_guard_state.store(ok ? 1 : 2, std::memory_order_release);
+  return ok;
+}
+
+bool guard_install(void* p, size_t size) {
+  if (size == 0) return true;
+  if (!guards_available()) return false;
+  return madvise(p, size, MADV_GUARD_INSTALL) == 0;
+}
+
+bool guard_remove(void* p, size_t size) {
+  if (size == 0) return true;
+  return madvise(p, size, MADV_GUARD_REMOVE) == 0;
+}
+
+uint64_t random_u64() {
+  uint64_t v = 0;
+  if (getrandom(&v, sizeof v, GRND_NONBLOCK) == ssize_t(sizeof v)) return v;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t(ts.tv_nsec) * 0x9e3779b97f4a7c15ull) ^ reinterpret_cast<uintptr_t>(&v);
 }
 
 uint64_t now_ns() {

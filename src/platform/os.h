@@ -28,6 +28,24 @@ bool remap_fresh(void* p, size_t size);
 // Transparent huge page advice (2 MiB aligned ranges).
 bool advise_hugepage(void* p, size_t size, bool on);
 
+// Guard pages (MADV_GUARD_INSTALL / MADV_GUARD_REMOVE, Linux 6.13): page-table
+// markers that make any access to the range raise SIGSEGV, without splitting
+// the VMA. Installing wipes the pages' contents. guards_available() probes
+// once (EINVAL on older kernels: the feature is off and guard_install()
+// returns false without a system call); guard_remove() makes the pages
+// ordinary zero-fill pages again.
+bool guards_available();
+bool guard_install(void* p, size_t size);
+bool guard_remove(void* p, size_t size);
+
+// 64 random bits from the kernel (getrandom, non-blocking), or from the
+// clock and an address when it refuses.
+uint64_t random_u64();
+
+// Failure injection for the fault tests: the next `count` reservations
+// (reserve()) fail with ENOMEM as if the kernel refused them.
+void inject_reserve_failure(int count);
+
 // Monotonic time in nanoseconds (vDSO, cheap).
 uint64_t now_ns();
 // Resident set size of the process in bytes (from /proc/self/statm), 0 if

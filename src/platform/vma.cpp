@@ -10,7 +10,8 @@ namespace remalloc::vma {
 static std::atomic<size_t> g_budget{0};
 static std::atomic<size_t> g_counted{0};   // lines of /proc/self/maps at the last count
 static std::atomic<size_t> g_added{0};     // VMAs added by remalloc since that count
-static std::atomic<bool> g_stale{true};     // something changed since the last count
+static std::atomic<bool> g_stale{true};
+static std::atomic<uint64_t> g_last_recount_ns{0};     // something changed since the last count
 
 size_t budget() {
   size_t b = g_budget.load(std::memory_order_relaxed);
@@ -50,8 +51,15 @@ bool can_add(size_t n) {
   size_t b = budget();
   if (estimate() + n <= b) return true;
   // The estimate over-counts (merges, unmaps by others); recount, but not on
-  // every call when we are really at the limit.
-  if (g_stale.exchange(false, std::memory_order_relaxed)) recount();
+  // every call when we are really at the limit: when something remalloc did
+  // may have changed the count, or every 100 ms (the program may have
+  // unmapped its own mappings, which remalloc does not see).
+  uint64_t now = os::now_ns();
+  uint64_t last = g_last_recount_ns.load(std::memory_order_relaxed);
+  if (g_stale.exchange(false, std::memory_order_relaxed) || now - last > 100'000'000ull) {
+    g_last_recount_ns.store(now, std::memory_order_relaxed);
+    recount();
+  }
   return estimate() + n <= b;
 }
 

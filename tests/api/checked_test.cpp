@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/mman.h>
 
 #include <cstdint>
 #include <cstring>
@@ -66,7 +67,11 @@ TEST_F(Checked, ValidatorCatchesADamagedFreeList) {
         remalloc_validate();
         _exit(0);
       },
-      testing::KilledBySignal(SIGABRT), says("free list", reinterpret_cast<void*>(kNowhere)));
+      testing::KilledBySignal(SIGABRT),
+      // The secure build stores links encoded: the validator reports what
+      // the overwritten link decodes to, not the value written.
+      REMALLOC_TEST_SECURE ? testing::HasSubstr("slab free list leaves the slab")
+                           : says("free list", reinterpret_cast<void*>(kNowhere)));
   ta::free(p);
   ta::free(keep);
 }
@@ -113,5 +118,99 @@ TEST_F(Checked, WritePastABlockIntoTheNextFreeBlockIsReported) {
   ta::free(a);
 }
 #endif
+
+}  // namespace
+
+// --- the secure build (cmake -DREMALLOC_SECURE=ON) -------------------------
+#ifndef REMALLOC_TEST_SECURE
+#define REMALLOC_TEST_SECURE 0
+#endif
+
+namespace {
+
+// Does this kernel have MADV_GUARD_INSTALL (Linux 6.13)? The same probe as
+// remalloc's: without it the secure build adds no guard pages.
+bool kernel_has_guards() {
+  void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  bool ok = madvise(p, 4096, 102) == 0;
+  munmap(p, 4096);
+  return ok;
+}
+
+class Secure : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (!REMALLOC_TEST_SECURE) GTEST_SKIP() << "not the secure build";
+    GTEST_FLAG_SET(death_test_style, "fast");
+  }
+};
+
+TEST_F(Secure, WriteJustPastALargeBlockHitsItsGuardPage) {
+  if (!kernel_has_guards()) GTEST_SKIP() << "kernel without MADV_GUARD_INSTALL";
+  for (size_t n : {size_t{70000}, size_t{300000}, 3 * tu::MiB, 4 * tu::MiB}) {
+    EXPECT_EXIT(
+        {
+          char* p = static_cast<char*>(ta::malloc(n));
+          size_t u = ta::usable_size(p);
+          std::memset(p, 1, u);  // the whole usable size is writable
+          p = static_cast<char*>(ta::realloc(p, 3 * n));  // and after a realloc that moves
+          u = ta::usable_size(p);
+          std::memset(p, 2, u);
+          reinterpret_cast<volatile char*>(p)[u] = 3;  // the first byte past it
+          std::exit(0);
+        },
+        testing::KilledBySignal(SIGSEGV), "")
+        << "no guard page after a block of " << n;
+  }
+}
+
+TEST_F(Secure, WriteJustPastASlabHitsItsGuardPage) {
+  if (!kernel_has_guards()) GTEST_SKIP() << "kernel without MADV_GUARD_INSTALL";
+  EXPECT_EXIT(
+      {
+        // For every new block, write into the page after the one holding
+        // its end (64 bytes in: never a free block's link). That page is
+        // another block of the slab (writable) until the block is the last
+        // of its slab: then it is the slab's guard page.
+        for (int i = 0; i < 100000; i++) {
+          char* p = static_cast<char*>(ta::malloc(1024));
+          std::memset(p, 1, 1024);
+          uintptr_t next_page = (reinterpret_cast<uintptr_t>(p) + 1024 + 4095) & ~uintptr_t{4095};
+          reinterpret_cast<volatile char*>(next_page)[64] = 2;
+        }
+        std::exit(0);
+      },
+      testing::KilledBySignal(SIGSEGV), "");
+}
+
+TEST_F(Secure, OverwrittenFreeListLinkIsCaught) {
+  // A use after free writes a pointer over a freed block's link: the next
+  // allocation that hands the block out decodes it to an address outside
+  // the slab and aborts, instead of handing out the forged address.
+  EXPECT_DEATH(
+      {
+        static char target[64];
+        void* p = ta::malloc(48);
+        ta::free(p);
+        *static_cast<void**>(p) = target;  // the forged link
+        void* a = ta::malloc(48);
+        void* b = ta::malloc(48);
+        std::printf("%p %p\n", a, b);
+        std::exit(b == target ? 1 : 0);
+      },
+      "link was overwritten");
+}
+
+TEST_F(Secure, NewSlabsHandOutBlocksInShuffledOrder) {
+  // In the normal build a fresh slab hands out consecutive blocks; here the
+  // order within each page is random.
+  std::vector<char*> ps;
+  for (int i = 0; i < 256; i++) ps.push_back(static_cast<char*>(ta::malloc(32)));
+  size_t ascending = 0;
+  for (size_t i = 1; i < ps.size(); i++) ascending += ps[i] == ps[i - 1] + 32;
+  for (char* p : ps) ta::free(p);
+  EXPECT_LT(ascending, ps.size() / 4) << "blocks handed out in address order";
+}
 
 }  // namespace

@@ -205,3 +205,57 @@ TEST(Errors, AllocationStillWorksAfterFailures) {
 }
 
 }  // namespace
+
+namespace {
+
+// mmap failing: every reservation of address space refused (injected
+// ENOMEM, remalloc_inject_mmap_failure). A request that needs a new arena
+// gets a clean NULL with ENOMEM, a realloc that needs one leaves the old
+// block intact, blocks that fit in existing arenas still work, and once
+// mmap works again so does the allocator. (RLIMIT_AS, the other way mmap
+// fails, is FreshProcess.RlimitAs*.)
+TEST(Errors, MmapFailureGivesCleanNullAndRecovers) {
+  const size_t big = size_t{5} << 30;  // more than any arena of this process holds free
+  const size_t keep_n = 3 * tu::MiB;
+  // This thread's heap and slabs of the classes used below exist already
+  // (making them needs reservations of their own).
+  ta::free(ta::malloc(opaque(100)));
+  ta::free(ta::malloc(opaque(200000)));
+  void* keep = ta::malloc(keep_n);
+  ASSERT_NE(keep, nullptr);
+  tu::fill(keep, keep_n, 77);
+  remalloc_inject_mmap_failure(1000000);
+  errno = 0;
+  void* p = ta::malloc(opaque(big));
+  int e1 = errno;
+  errno = 0;
+  void* q = ta::realloc(keep, opaque(big));
+  int e2 = errno;
+  void* small = ta::malloc(opaque(100));  // fits in an existing arena
+  void* mid = ta::malloc(opaque(200000));
+  remalloc_inject_mmap_failure(0);
+  EXPECT_EQ(p, nullptr) << "malloc succeeded although every mmap failed";
+  EXPECT_EQ(e1, ENOMEM);
+  EXPECT_EQ(q, nullptr) << "realloc succeeded although every mmap failed";
+  EXPECT_EQ(e2, ENOMEM);
+  if (q) keep = q;
+  ASSERT_EQ(tu::check(keep, keep_n, 77), SIZE_MAX) << "a realloc that failed for mmap damaged the block";
+  EXPECT_NE(small, nullptr);
+  EXPECT_NE(mid, nullptr);
+  ta::free(small);
+  ta::free(mid);
+  ta::free(p);
+  // mmap works again: the same requests succeed.
+  p = ta::malloc(opaque(big / 4));
+  ASSERT_NE(p, nullptr);
+  static_cast<char*>(p)[0] = 1;
+  static_cast<char*>(p)[big / 4 - 1] = 2;
+  ta::free(p);
+  q = ta::realloc(keep, opaque(64 * tu::MiB));
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(tu::check(q, keep_n, 77), SIZE_MAX);
+  ta::free(q);
+  EXPECT_EQ(remalloc_validate(), 0);
+}
+
+}  // namespace

@@ -39,6 +39,7 @@ REQUIRED_EXPORTS = [
     "remalloc_memalign", "remalloc_valloc", "remalloc_pvalloc", "remalloc_usable_size", "remalloc_trim",
     "remalloc_owns", "remalloc_stats_print", "remalloc_stats_json", "remalloc_stats_get",
     "remalloc_option_get", "remalloc_option_set", "remalloc_inject_mover_failure", "remalloc_validate",
+    "remalloc_inject_mmap_failure",
 ]
 ALLOWED_EXPORT_RE = re.compile(
     r"^(malloc|free|calloc|realloc|reallocarray|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|"

@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int ctorlib_check(int (*owns)(const void*));
 
@@ -21,7 +22,12 @@ int main(int argc, char** argv) {
     fprintf(stderr, "ctor_main: blocks of the NEEDED library's constructor: failure %d\n", r);
     return 3;
   }
-  if (argc > 1) {
+  /* argv[2]: load and unload the library that many times (its constructor
+   * allocates, its destructor frees); the bytes in use must not grow. */
+  int loops = argc > 2 ? atoi(argv[2]) : 1;
+  size_t (*stats_json)(char*, size_t) = (size_t(*)(char*, size_t))dlsym(RTLD_DEFAULT, "remalloc_stats_json");
+  long first_alloc = -1, last_alloc = -1;
+  for (int i = 0; argc > 1 && i < loops; i++) {
     void* h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (!h) {
       fprintf(stderr, "ctor_main: dlopen: %s\n", dlerror());
@@ -31,14 +37,27 @@ int main(int argc, char** argv) {
     if (!check2) return 5;
     r = check2(owns);
     if (r) {
-      fprintf(stderr, "ctor_main: blocks of the dlopen'ed library's constructor: failure %d\n", r);
+      fprintf(stderr, "ctor_main: blocks of the dlopen'ed library's constructor (load %d): failure %d\n", i, r);
       return 6;
     }
     if (dlclose(h) != 0) return 7; /* runs its destructor: frees */
+    if (stats_json) {
+      char buf[4096];
+      stats_json(buf, sizeof buf);
+      const char* a = strstr(buf, "\"allocated\":");
+      long v = a ? atol(a + 12) : -1;
+      if (i == 0) first_alloc = v;
+      last_alloc = v;
+    }
+  }
+  if (loops > 1 && last_alloc > first_alloc + (8L << 20)) {
+    fprintf(stderr, "ctor_main: %ld bytes allocated after %d loads, %ld after the first: the destructor's frees were lost\n",
+            last_alloc, loops, first_alloc);
+    return 9;
   }
   void* p = malloc(100);
   if (owns(p) != 1) return 8;
   free(p);
-  printf("ctor ok\n");
+  printf(loops > 1 ? "ctor ok loops=%d\n" : "ctor ok\n", loops);
   return 0;
 }
