@@ -21,17 +21,17 @@ using sc::kMaxSmall;
 using sc::kNumClasses;
 
 TEST(SizeClasses, TableShape) {
-  EXPECT_EQ(kNumClasses, 44u);
+  EXPECT_EQ(kNumClasses, 80u);
   EXPECT_EQ(class_size(0), 16u);
   EXPECT_EQ(class_size(7), 128u);
   EXPECT_EQ(class_size(kNumClasses - 1), kMaxSmall);
-  // 16-byte steps up to 128, then four classes per power of two.
+  // 16-byte steps up to 128, then eight classes per power of two.
   for (unsigned c = 0; c < 8; c++) EXPECT_EQ(class_size(c), 16 * (c + 1)) << "class " << c;
   for (unsigned c = 8; c < kNumClasses; c++) {
-    size_t pow = size_t{1} << (7 + (c - 8) / 4);
+    size_t pow = size_t{1} << (7 + (c - 8) / 8);
     EXPECT_GT(class_size(c), pow) << "class " << c;
     EXPECT_LE(class_size(c), 2 * pow) << "class " << c;
-    if ((c - 8) % 4 == 3) { EXPECT_EQ(class_size(c), 2 * pow) << "class " << c; }
+    if ((c - 8) % 8 == 7) { EXPECT_EQ(class_size(c), 2 * pow) << "class " << c; }
   }
 }
 
@@ -67,18 +67,18 @@ TEST(SizeClasses, ClassOfInvertsClassSize) {
   for (size_t s = 129; s <= 1024; s++) EXPECT_EQ(class_of(s), sc::class_of_large(s)) << "size " << s;
 }
 
-// At most 15 bytes of waste up to 128; above, less than a quarter of the
-// size asked for (the step is a quarter of the power of two below).
+// At most 15 bytes of waste up to 128; above, less than an eighth of the
+// size asked for (the step is an eighth of the power of two below).
 TEST(SizeClasses, WasteBounds) {
   for (size_t s = 1; s <= kMaxSmall; s++) {
     size_t waste = class_size(class_of(s)) - s;
     if (s <= 128)
       ASSERT_LT(waste, 16u) << "size " << s;
     else
-      ASSERT_LT(waste * 4, s) << "size " << s << " wastes " << waste;
+      ASSERT_LT(waste * 8, s) << "size " << s << " wastes " << waste;
   }
   for (unsigned c = 9; c < kNumClasses; c++)
-    EXPECT_LE((class_size(c) - class_size(c - 1)) * 4, class_size(c - 1)) << "class " << c;
+    EXPECT_LE((class_size(c) - class_size(c - 1)) * 8, class_size(c - 1)) << "class " << c;
 }
 
 TEST(SizeClasses, SlabGeometry) {
