@@ -266,7 +266,12 @@ void after_put(Span* f, size_t credit_pages, uint64_t now) {
 void maybe_purge(uint64_t now, size_t credit_pages) {
   size_t budget = enforce_cap(kCallPages + credit_pages, kCallRuns);
   if (g_bg_active) return;  // the thread does the decay
-  decay(now, budget < kCallPages ? budget : kCallPages, kCallRuns);
+  // The decay's share: the fixed budget, plus as many pages as the call
+  // takes (purging them costs less than the caller's first touch of its
+  // new pages), so that the decay keeps pace with a program allocating
+  // large blocks fast.
+  size_t share = kCallPages + credit_pages;
+  decay(now, budget < share ? budget : share, kCallRuns);
 }
 
 void purge_all() {
