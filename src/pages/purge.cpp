@@ -171,7 +171,7 @@ static bool heal_some(int max_runs, size_t* budget) {
     Span* f = g_split_head;
     size_t hull = (f->flags & kFreeDirty) ? f->maint_hi - f->maint_lo : 0;
     if (hull > *budget) {
-      *budget -= purge_run(f, *budget);
+      if (*budget) *budget -= purge_run(f, *budget);
       return false;
     }
     *budget -= hull;
