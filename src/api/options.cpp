@@ -35,11 +35,11 @@ static Option g_options[kNumOptions] = {
     {"vma_budget", 0, kInt, 0, 1L << 31, "", "VMAs remalloc may let the process reach (0: max_map_count/4)"},
     {"abort_on_invalid", 1, kBool, 0, 1, "", "abort on an invalid free (0: warn and count)"},
     {"grow_inplace", 1, kBool, 0, 1, "", "grow large blocks in place when free pages follow (0: always move)"},
-    {"dirty_max", 64, kInt, 0, 1L << 30, "MiB",
+    {"dirty_max", 128, kInt, 0, 1L << 30, "MiB",
      "free memory kept unpurged at most (or dirty_ratio of the footprint if larger); past it, purge at once"},
     {"grow_headroom", 1, kBool, 0, 1, "", "a block moved by realloc gets as much room again to grow into (1)"},
     {"background", 0, kBool, 0, 1, "", "a purger thread returns free pages after the delay, even while idle (1)"},
-    {"dirty_ratio", 25, kInt, 0, 100, "%", "the dirty cap is at least this share of the bytes held for blocks"},
+    {"dirty_ratio", 25, kInt, 0, 1000, "%", "the dirty cap is at least this share of the bytes held for blocks"},
     {"memory_limit", 0, kInt, 0, 1L << 30, "MiB", "memory limit to stay under (0: the cgroup's, if any)"},
     {"cgroup", 1, kBool, 0, 1, "", "read the memory cgroup limit (memory.max/high, memory.limit_in_bytes)"},
 };

@@ -96,8 +96,10 @@ Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zer
   bool huge = (npages << kPageShift) >= g_config.huge_threshold;
   if (huge && align_pages < (kHugePageSize >> kPageShift)) align_pages = kHugePageSize >> kPageShift;
   LockGuard g(g_lock);
-  purging::maybe_purge(os::now_ns(), npages);
+  // Take the pages first, then purge: the block may reuse resident pages
+  // that the cap or the decay would otherwise purge just before.
   Span* s = take_run(npages, align_pages, kRegionNormal, false, 0);
+  purging::maybe_purge(os::now_ns(), npages);
   if (!s) return nullptr;
   if (zeroed) *zeroed = !(s->flags & kFreeDirty);
   init_large(s, npages, requested, s->flags);
@@ -113,8 +115,8 @@ Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zer
 
 Span* alloc_slab(size_t npages) {
   LockGuard g(g_lock);
-  purging::maybe_purge(os::now_ns(), npages);
   Span* s = take_run(npages, 1, kRegionNormal, false, 0);
+  purging::maybe_purge(os::now_ns(), npages);
   if (!s) return nullptr;
   Arena* a = s->arena;
   size_t idx = index_of(a, s);

@@ -28,7 +28,7 @@ struct Config {
   bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
   size_t shrink_slack_pages = 0;              // shrink only when freeing more
   bool grow_inplace = true;                   // claim following free pages
-  size_t dirty_max = size_t{64} << 20;        // dirty cap: at least this...
+  size_t dirty_max = size_t{128} << 20;       // dirty cap: at least this...
   size_t dirty_ratio = 25;                    // ...or this % of bytes held for blocks
   size_t memory_limit = 0;                    // cgroup (or option) limit, 0 none
   bool grow_headroom = true;                  // moved blocks get room to grow
