@@ -10,7 +10,8 @@
  *   fork MiB          the same burst, then fork while the purger thread
  *                     runs; the child does a burst of its own and must see
  *                     its RSS come back too; the parent then too.
- *   bounded N         frees N small blocks, waits, then prints the most that
+ *   bounded N         frees N small blocks, waits 30 ms (IDLE_BURST_WAIT_MS),
+ *                     then prints the most that
  *                     one malloc(300000) or free purged (remalloc's stats)
  *                     and the longest such call.
  *   churn LIMIT_MiB   rounds of touched blocks, each round's larger than
@@ -182,7 +183,8 @@ static int bounded(size_t n) {
   }
   for (size_t i = 0; i < n; i++) free(v[i]);
   free(v);
-  struct timespec ts = {0, 30000000};
+  long wait_ms = getenv("IDLE_BURST_WAIT_MS") ? atol(getenv("IDLE_BURST_WAIT_MS")) : 30;
+  struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
   long long most = 0, total = 0;
   double longest = 0;
