@@ -154,8 +154,11 @@ void free_span(Span* s) {
     g_slabs--;
     g_slab_bytes -= s->bytes();
   }
+  size_t npages = s->npages;
   give_back(s, flags, now);
-  purging::maybe_purge(now, 0);
+  // The decay's share of this call includes the pages it gave back: with
+  // REMALLOC_PURGE_DELAY=0 a free returns its own pages at once.
+  purging::maybe_purge(now, npages);
   RM_VALIDATE_SOMETIMES();
 }
 

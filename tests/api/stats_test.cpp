@@ -145,7 +145,7 @@ TEST(Options, KnownNamesCaseInsensitiveAndSettable) {
 }
 
 TEST(Trim, GivesFreedMemoryBack) {
-  // Below the default dirty cap (64 MiB), so that the free itself keeps the
+  // Below the default dirty cap (128 MiB), so that the free itself keeps the
   // pages and the trim is what gives them back.
   const size_t n = 48 * tu::MiB;
   void* p = ta::malloc(n);
