@@ -156,9 +156,11 @@ void free_span(Span* s) {
   }
   size_t npages = s->npages;
   give_back(s, flags, now);
-  // The decay's share of this call includes the pages it gave back: with
-  // REMALLOC_PURGE_DELAY=0 a free returns its own pages at once.
-  purging::maybe_purge(now, npages);
+  // With REMALLOC_PURGE_DELAY=0 the decay's share of a free includes the
+  // pages it gave back, so they go back at once. Otherwise not: a larger
+  // share purges runs that the next allocation would have reused
+  // (hugechurn: 53.5k page faults instead of 40.6k).
+  purging::maybe_purge(now, g_config.purge_delay_ns == 0 ? npages : 0);
   RM_VALIDATE_SOMETIMES();
 }
 
