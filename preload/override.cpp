@@ -12,6 +12,7 @@
 
 #include "api/api.h"
 #include "api/stats.h"
+#include "base/format.h"
 #include "remalloc/remalloc.h"
 
 using namespace remalloc;
@@ -51,6 +52,46 @@ RM_EXPORT struct mallinfo2 mallinfo2(void) {
   mi.fordblks = st.mapped > st.allocated ? st.mapped - st.allocated : 0;
   mi.usmblks = st.peak_allocated;
   return mi;
+}
+
+// glibc's XML report, which some monitoring tools parse: one <heap> for
+// the whole page heap (remalloc has no per-arena heaps in glibc's sense);
+// "rest" is the free bytes, "current" what the arenas hold, "max" the peak.
+RM_EXPORT int malloc_info(int options, FILE* fp) {
+  if (options != 0 || !fp) {
+    errno = EINVAL;
+    return -1;
+  }
+  remalloc_stats_t st;
+  remalloc_stats_get(&st);
+  size_t held = st.allocated + st.slab_slack;
+  size_t free_bytes = st.mapped > held ? st.mapped - held : 0;
+  char buf[2048];
+  BufWriter w(buf, sizeof buf);
+  auto total = [&](const char* type, size_t count, size_t size) {
+    w.str("<total type=\"").str(type).str("\" count=\"").u64(count).str("\" size=\"").u64(size).str("\"/>\n");
+  };
+  auto sys = [&](const char* tag, const char* type, size_t size) {
+    w.str("<").str(tag).str(" type=\"").str(type).str("\" size=\"").u64(size).str("\"/>\n");
+  };
+  w.str("<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n");
+  total("fast", 0, 0);
+  total("rest", st.arenas, free_bytes);
+  sys("system", "current", st.mapped);
+  sys("system", "max", st.mapped);
+  sys("aspace", "total", st.mapped);
+  sys("aspace", "mprotect", st.mapped);
+  w.str("</heap>\n");
+  total("fast", 0, 0);
+  total("rest", st.arenas, free_bytes);
+  total("mmap", 0, 0);  // no block has a mapping of its own
+  sys("system", "current", st.mapped);
+  sys("system", "max", st.mapped);
+  sys("aspace", "total", st.mapped);
+  sys("aspace", "mprotect", st.mapped);
+  w.str("</malloc>\n");
+  size_t n = w.needed() < sizeof buf ? w.needed() : sizeof buf - 1;
+  return fwrite(buf, 1, n, fp) == n ? 0 : -1;
 }
 
 RM_EXPORT struct mallinfo mallinfo(void) {

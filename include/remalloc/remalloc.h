@@ -47,6 +47,10 @@ REMALLOC_API size_t remalloc_usable_size(const void* p);
 /* Returns 1 when memory was given back to the system, 0 otherwise. */
 REMALLOC_API int remalloc_trim(size_t pad);
 
+/* Re-reads the memory cgroup's limit (also read at start-up) and returns
+ * the limit in force in bytes, 0 for none. */
+REMALLOC_API size_t remalloc_refresh_limits(void);
+
 /* Does p start a block in remalloc's heap? 1 for a live large block and for
  * any block boundary of a slab in use (small blocks are not tracked one by
  * one, so a freed small block whose slab is still in use also counts), 0
@@ -94,6 +98,21 @@ typedef struct remalloc_stats_s {
   size_t vma_estimate;     /* estimated VMAs of the process */
   size_t vma_budget;       /* VMAs remalloc allows itself to cause */
   size_t vma_heals;        /* free runs re-mapped to merge VMAs back */
+  /* Where resident memory goes (approximate: large blocks and slabs count
+     whole, touched or not). */
+  size_t slab_slack;       /* bytes of slabs not in live small blocks */
+  size_t free_unpurged;    /* free pages not given back yet (dirty) */
+  size_t metadata;         /* resident bytes of remalloc's own metadata */
+  size_t dirty_cap;        /* free_unpurged above this is purged at once */
+  /* The background purger thread (REMALLOC_BACKGROUND=1). */
+  size_t bg_running;       /* 1 while it runs */
+  size_t bg_purged_bytes;  /* bytes it gave back */
+  size_t bg_heals;         /* split runs it re-mapped */
+  size_t bg_wakeups;       /* times it woke up */
+  /* The memory limit (cgroup v2 memory.max/memory.high, v1
+     memory.limit_in_bytes, or REMALLOC_MEMORY_LIMIT); 0 when none. */
+  size_t memory_limit;
+  size_t memory_headroom;  /* memory_limit minus resident, 0 when none */
 } remalloc_stats_t;
 
 REMALLOC_API void remalloc_stats_get(remalloc_stats_t* out);

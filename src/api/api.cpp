@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "api/background.h"
 #include "api/options.h"
 #include "api/stats.h"
 #include "base/format.h"
@@ -38,6 +39,7 @@ static void fork_parent() {
   tl_fork_holder = false;
 }
 static void fork_child() {
+  background::fork_child();
   pages::fork_child();
   heap::fork_child();
   movers::after_fork_child();
@@ -47,7 +49,10 @@ static void fork_child() {
 static RM_COLD void invalid(const void* p, const char* what);
 
 RM_NOINLINE void ensure_init() {
-  if (RM_LIKELY(g_init.load(std::memory_order_acquire) == 2)) return;
+  if (RM_LIKELY(g_init.load(std::memory_order_acquire) == 2)) {
+    background::poll();  // no lock is held here
+    return;
+  }
   int expected = 0;
   if (g_init.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     options::init();
@@ -65,6 +70,20 @@ RM_NOINLINE void ensure_init() {
         w.str("remalloc: secure build: encoded free-list links, shuffled new slabs, guard pages ")
             .str(pages::guard_tail_pages() ? "after large blocks and slabs (MADV_GUARD_INSTALL)\n"
                                            : "off (the kernel lacks MADV_GUARD_INSTALL)\n");
+      size_t limit = options::memory_limit();
+      w.str("remalloc: memory limit: ");
+      if (!limit) {
+        w.str("none");
+      } else {
+        size_t rss = os::resident_bytes();
+        w.bytes(limit);
+        if (options::get(options::kMemoryLimit))
+          w.str(" (REMALLOC_MEMORY_LIMIT)");
+        else
+          w.str(" (cgroup v").i64(options::cgroup_version()).str(")");
+        w.str(", headroom ").bytes(limit > rss ? limit - rss : 0);
+      }
+      w.str("\n");
     }
     // pthread_atfork may allocate: register once the allocator is usable.
     if (!g_atfork.exchange(true)) pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -118,6 +137,7 @@ static RM_COLD void invalid(const void* p, const char* what) {
 RM_NOINLINE void free_slow(Span* s, void* p) {
   if (s && pages::is_large_start(s, p)) {
     if (!heap::large_cache_put(s)) pages::free_span(s);
+    background::poll();  // no lock is held here
     return;
   }
   invalid(p, "free(): invalid pointer (not allocated by remalloc, or freed twice)");
@@ -172,8 +192,13 @@ void* realloc(void* p, size_t size) {
     old = pages::block_bytes(s);
     if (size > sc::kMaxSmall) {
       ensure_init();
-      if constexpr (kSecure) return realloc_large_guarded(s, size);
-      return pages::realloc_large(s, size);  // sets errno on failure
+      void* q;
+      if constexpr (kSecure)
+        q = realloc_large_guarded(s, size);
+      else
+        q = pages::realloc_large(s, size);  // sets errno on failure
+      background::poll();
+      return q;
     }
   } else {
     invalid(p, "realloc(): invalid pointer (not allocated by remalloc, or freed)");
@@ -294,6 +319,11 @@ int remalloc_trim(size_t) {
   api::ensure_init();
   heap::large_cache_flush_current();
   return pages::purge(true) > 0 ? 1 : 0;
+}
+
+size_t remalloc_refresh_limits(void) {
+  api::ensure_init();
+  return options::refresh_limits();
 }
 
 int remalloc_owns(const void* p) {

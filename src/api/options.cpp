@@ -1,6 +1,9 @@
 // api: the options table.
 #include "api/options.h"
 
+#include "api/background.h"
+#include "platform/cgroup.h"
+
 #include "base/format.h"
 #include "pages/page_heap.h"
 #include "platform/movers.h"
@@ -32,9 +35,13 @@ static Option g_options[kNumOptions] = {
     {"vma_budget", 0, kInt, 0, 1L << 31, "", "VMAs remalloc may let the process reach (0: max_map_count/4)"},
     {"abort_on_invalid", 1, kBool, 0, 1, "", "abort on an invalid free (0: warn and count)"},
     {"grow_inplace", 1, kBool, 0, 1, "", "grow large blocks in place when free pages follow (0: always move)"},
-    {"dirty_max", 1024, kInt, 0, 1L << 30, "MiB",
-     "free memory kept unpurged at most (or the peak footprint if larger); past it, purge at once"},
+    {"dirty_max", 128, kInt, 0, 1L << 30, "MiB",
+     "free memory kept unpurged at most (or dirty_ratio of the footprint if larger); past it, purge at once"},
     {"grow_headroom", 1, kBool, 0, 1, "", "a block moved by realloc gets as much room again to grow into (1)"},
+    {"background", 0, kBool, 0, 1, "", "a purger thread returns free pages after the delay, even while idle (1)"},
+    {"dirty_ratio", 25, kInt, 0, 1000, "%", "the dirty cap is at least this share of the bytes held for blocks"},
+    {"memory_limit", 0, kInt, 0, 1L << 30, "MiB", "memory limit to stay under (0: the cgroup's, if any)"},
+    {"cgroup", 1, kBool, 0, 1, "", "read the memory cgroup limit (memory.max/high, memory.limit_in_bytes)"},
 };
 
 static bool lower_eq(const char* a, const char* b) {
@@ -102,6 +109,21 @@ static void refuse(const char* var, const char* text, long v, bool numeric) {
 }
 
 static int g_state = 0;  // 0 not read, 1 read
+static cgroup::Limits g_limits;
+
+size_t memory_limit() {
+  long mib = g_options[kMemoryLimit].value;
+  if (mib > 0) return size_t(mib) << 20;
+  return g_options[kCgroup].value ? cgroup::effective(g_limits) : 0;
+}
+
+int cgroup_version() { return g_limits.version; }
+
+size_t refresh_limits() {
+  g_limits = g_options[kCgroup].value ? cgroup::read() : cgroup::Limits{0, 0, 0};
+  apply();
+  return memory_limit();
+}
 
 void init() {
   if (g_state) return;
@@ -122,6 +144,7 @@ void init() {
     else
       refuse(var, val, 0, false);
   }
+  if (g_options[kCgroup].value) g_limits = cgroup::read();
   apply();
 }
 
@@ -172,7 +195,10 @@ void apply() {
   c.grow_inplace = g_options[kGrowInplace].value != 0;
   c.dirty_max = size_t(g_options[kDirtyMax].value) << 20;
   c.grow_headroom = g_options[kGrowHeadroom].value != 0;
+  c.dirty_ratio = size_t(g_options[kDirtyRatio].value);
+  c.memory_limit = memory_limit();
   pages::configure(c);
+  background::configure(g_options[kBackground].value != 0);
   vma::set_budget(size_t(g_options[kVmaBudget].value));
 }
 

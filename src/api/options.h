@@ -22,6 +22,10 @@ enum Id : int {
   kGrowInplace,
   kDirtyMax,
   kGrowHeadroom,
+  kBackground,
+  kDirtyRatio,
+  kMemoryLimit,
+  kCgroup,
   kNumOptions
 };
 
@@ -39,5 +43,11 @@ const char* name(Id id);
 void print(int fd);
 // Pushes the options into the lower layers' configuration.
 void apply();
+// The memory limit in force (bytes, 0 none): REMALLOC_MEMORY_LIMIT, else
+// the cgroup's as last read (at start-up and by refresh_limits()).
+size_t memory_limit();
+// Re-reads the cgroup limits (when REMALLOC_CGROUP=1) and applies them.
+size_t refresh_limits();
+int cgroup_version();
 
 }  // namespace remalloc::options

@@ -4,6 +4,7 @@
 #include "api/stats.h"
 
 #include "api/api.h"
+#include "api/background.h"
 #include "api/options.h"
 #include "base/format.h"
 #include "platform/os.h"
@@ -45,6 +46,16 @@ void gather(Snapshot* s) {
   out->vma_estimate = vma::estimate();
   out->vma_budget = vma::budget();
   out->vma_heals = ps.heals;
+  out->slab_slack = ps.slab_bytes > small_bytes ? ps.slab_bytes - small_bytes : 0;
+  out->free_unpurged = ps.dirty_bytes;
+  out->metadata = ps.meta_resident;
+  out->dirty_cap = ps.dirty_cap;
+  out->bg_running = background::running() ? 1 : 0;
+  out->bg_purged_bytes = ps.bg_purged_bytes;
+  out->bg_heals = ps.bg_heals;
+  out->bg_wakeups = background::wakeups();
+  out->memory_limit = options::memory_limit();
+  out->memory_headroom = out->memory_limit > out->resident ? out->memory_limit - out->resident : 0;
 }
 
 }  // namespace
@@ -70,6 +81,8 @@ extern "C" size_t remalloc_stats_json(char* buf, size_t len) {
   REMALLOC_RELOC_COUNTERS(X)
 #undef X
   F(vma_estimate) F(vma_budget) F(vma_heals)
+  F(slab_slack) F(free_unpurged) F(metadata) F(dirty_cap)
+  F(bg_running) F(bg_purged_bytes) F(bg_heals) F(bg_wakeups) F(memory_limit) F(memory_headroom)
 #undef F
   w.str("\"free_bytes\":").u64(s.ps.free_bytes).str(",\"dirty_bytes\":").u64(s.ps.dirty_bytes);
   w.str(",\"slab_bytes\":").u64(s.ps.slab_bytes).str(",\"large_bytes\":").u64(s.ps.large_bytes);
@@ -106,6 +119,17 @@ extern "C" void remalloc_stats_print(int fd) {
   w.str("  = reserved by arenas").pad_to(36).bytes(ps.mapped).str(" in ").u64(ps.arenas).str(" arenas\n");
   w.str("  arena metadata (reserved)").pad_to(36).bytes(ps.meta_bytes).chr('\n');
   w.str("  resident (RSS)").pad_to(36).bytes(st.resident).chr('\n');
+  w.str("    in live blocks").pad_to(36).bytes(st.allocated).chr('\n');
+  w.str("    slab slack").pad_to(36).bytes(st.slab_slack).chr('\n');
+  w.str("    free, not yet purged").pad_to(36).bytes(st.free_unpurged).str(" (cap ").bytes(st.dirty_cap).str(")\n");
+  w.str("    metadata").pad_to(36).bytes(st.metadata).chr('\n');
+  w.str("  memory limit").pad_to(36);
+  if (st.memory_limit)
+    w.bytes(st.memory_limit).str(", headroom ").bytes(st.memory_headroom).chr('\n');
+  else
+    w.str("none\n");
+  w.str("  background thread").pad_to(36).str(st.bg_running ? "running" : "off").str(", purged ")
+      .bytes(st.bg_purged_bytes).str(", healed ").u64(st.bg_heals).str(", woke ").u64(st.bg_wakeups).chr('\n');
   w.str("  purged").pad_to(36).bytes(st.purged_bytes).chr('\n');
   w.str("  heaps").pad_to(36).u64(hs.heaps).str(" (").u64(hs.abandoned).str(" abandoned)\n");
   w.str("  invalid frees").pad_to(36).u64(api::g_invalid_frees.load()).chr('\n');

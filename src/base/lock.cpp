@@ -3,6 +3,7 @@
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 namespace remalloc {
@@ -31,5 +32,19 @@ void Mutex::lock_slow() {
 }
 
 void Mutex::wake() { futex(&state_, FUTEX_WAKE, 1); }
+
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeout_ns) {
+  struct timespec ts;
+  struct timespec* tp = nullptr;
+  if (timeout_ns != ~uint64_t{0}) {
+    ts.tv_sec = time_t(timeout_ns / 1000000000u);
+    ts.tv_nsec = long(timeout_ns % 1000000000u);
+    tp = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT | FUTEX_PRIVATE_FLAG, expected, tp,
+          nullptr, 0);
+}
+
+void futex_wake(std::atomic<uint32_t>* word) { futex(word, FUTEX_WAKE, 1); }
 
 }  // namespace remalloc

@@ -74,4 +74,9 @@ class LockGuard {
 
 RM_INLINE void cpu_relax() { __builtin_ia32_pause(); }
 
+// Futex wait and wake on a word (process-private). futex_wait returns when
+// *word != expected, when woken, or after timeout_ns (~0: no timeout).
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeout_ns);
+void futex_wake(std::atomic<uint32_t>* word);
+
 }  // namespace remalloc

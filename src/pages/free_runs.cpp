@@ -76,6 +76,14 @@ void mark_clean(Span* f) {
   f->maint_lo = f->maint_hi = index_of(f->arena, f);
 }
 
+void shrink_hull(Span* f, size_t lo, size_t hi) {
+  RM_ASSERT_INTERNAL((f->flags & kFreeDirty) && lo >= f->maint_lo && hi <= f->maint_hi && lo < hi);
+  g_dirty_bytes -= hull_bytes(f);
+  f->maint_lo = lo;
+  f->maint_hi = hi;
+  g_dirty_bytes += hull_bytes(f);
+}
+
 // The free run ending right before page idx, or nullptr. back[] of the
 // page before may be stale (it is exact only at runs' ends): the run it
 // leads to must really end at idx.

@@ -40,6 +40,9 @@ Span* carve(Span* f, size_t skip, size_t npages);
 
 // The dirty hull of f was purged: it holds no memory now.
 void mark_clean(Span* f);
+// Part of the hull was purged: the dirty pages now lie in [lo, hi), a
+// non-empty part of the old hull.
+void shrink_hull(Span* f, size_t lo, size_t hi);
 
 size_t free_bytes();
 size_t dirty_bytes();

@@ -48,8 +48,9 @@ Span* take_move_dst(size_t npages, size_t align, size_t phase, Region region, si
 // read as zeros now; `split`: a page move may have split its VMA).
 void release_moved(Span* s, bool clean, bool split);
 
-// The peak of bytes held for blocks (slabs and large), for the dirty cap.
+// The peak of bytes held for blocks (slabs and large), and those held now.
 size_t peak_bytes_locked();
+size_t held_bytes_locked();
 
 // Relocation counters.
 extern std::atomic<size_t> g_counters[kNumCounters];

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 
 #include "pages/span.h"
 #include "remalloc/remalloc.h"
@@ -27,7 +28,9 @@ struct Config {
   bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
   size_t shrink_slack_pages = 0;              // shrink only when freeing more
   bool grow_inplace = true;                   // claim following free pages
-  size_t dirty_max = size_t{1024} << 20;      // purge at once past this
+  size_t dirty_max = size_t{128} << 20;       // dirty cap: at least this...
+  size_t dirty_ratio = 25;                    // ...or this % of bytes held for blocks
+  size_t memory_limit = 0;                    // cgroup (or option) limit, 0 none
   bool grow_headroom = true;                  // moved blocks get room to grow
 };
 // Takes effect for later operations; may be called at any time.
@@ -58,6 +61,15 @@ void* realloc_large(Span* s, size_t new_size);
 // and heals every split one. Returns bytes purged.
 size_t purge(bool all);
 
+// The background thread's side (see purge.h). background_step takes the
+// lock for one bounded batch of due work; set_background tells calls to
+// leave the decay to the thread; purge_work_seen says (without the lock)
+// whether a dirty or split run was ever made.
+uint64_t background_step(uint32_t* seq);
+std::atomic<uint32_t>* background_word();
+void set_background(bool active);
+bool purge_work_seen();
+
 // fork: hold the lock for the forking thread, release in the parent, reset
 // in the child.
 void fork_prepare();
@@ -79,6 +91,9 @@ struct Stats {
   size_t large_live, large_bytes, slab_bytes, slabs, peak_bytes;  // held for blocks
   size_t free_bytes, dirty_bytes;               // free runs, and their dirty part
   size_t purged_bytes, heals;                   // done so far
+  size_t bg_purged_bytes, bg_heals;             // of which by the background thread
+  size_t dirty_cap;                             // the dirty cap now
+  size_t meta_resident;                         // resident metadata (arenas, map)
   size_t counters[kNumCounters];
 };
 void get_stats(Stats* out);

@@ -181,6 +181,21 @@ size_t resident_bytes() {
   return ok && pages > 0 ? size_t(pages) * size_t(sysconf(_SC_PAGESIZE)) : 0;
 }
 
+size_t resident_in(const void* p, size_t size) {
+  uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~uintptr_t(kPageSize - 1);
+  uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + size + kPageSize - 1) & ~uintptr_t(kPageSize - 1);
+  size_t resident = 0;
+  unsigned char vec[4096];
+  for (uintptr_t at = lo; at < hi;) {
+    size_t pages = (hi - at) >> kPageShift;
+    if (pages > sizeof vec) pages = sizeof vec;
+    if (mincore(reinterpret_cast<void*>(at), pages << kPageShift, vec) == 0)
+      for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+    at += pages << kPageShift;
+  }
+  return resident << kPageShift;
+}
+
 long read_long_file(const char* path, long fallback) {
   char buf[64];
   if (read_file(path, buf, sizeof buf) <= 0) return fallback;

@@ -51,6 +51,8 @@ uint64_t now_ns();
 // Resident set size of the process in bytes (from /proc/self/statm), 0 if
 // unknown.
 size_t resident_bytes();
+// Bytes of [p, p+size) that are resident (mincore); p need not be aligned.
+size_t resident_in(const void* p, size_t size);
 // Reads a small decimal integer from a file such as /proc/sys/vm/max_map_count;
 // returns `fallback` on failure.
 long read_long_file(const char* path, long fallback);
