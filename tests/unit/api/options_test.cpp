@@ -50,8 +50,12 @@ const Row kRows[] = {
     {"vma_budget", options::kVmaBudget, 0, kInt, 0, 1L << 31},
     {"abort_on_invalid", options::kAbortOnInvalid, 1, kBool, 0, 1},
     {"grow_inplace", options::kGrowInplace, 1, kBool, 0, 1},
-    {"dirty_max", options::kDirtyMax, 1024, kInt, 0, 1L << 30},
+    {"dirty_max", options::kDirtyMax, 128, kInt, 0, 1L << 30},
     {"grow_headroom", options::kGrowHeadroom, 1, kBool, 0, 1},
+    {"background", options::kBackground, 0, kBool, 0, 1},
+    {"dirty_ratio", options::kDirtyRatio, 25, kInt, 0, 1000},
+    {"memory_limit", options::kMemoryLimit, 0, kInt, 0, 1L << 30},
+    {"cgroup", options::kCgroup, 1, kBool, 0, 1},
 };
 static_assert(sizeof kRows / sizeof kRows[0] == options::kNumOptions, "a row per option");
 
@@ -187,7 +191,7 @@ TEST(Options, MalformedNumbersRefused) {
   for (const char* v : bad) {
     ChildResult c = init_in_child({{"REMALLOC_PURGE_DELAY", v}, {"REMALLOC_DIRTY_MAX", v}});
     EXPECT_EQ(c.values[options::kPurgeDelay], 10) << "'" << v << "'";
-    EXPECT_EQ(c.values[options::kDirtyMax], 1024) << "'" << v << "'";
+    EXPECT_EQ(c.values[options::kDirtyMax], 128) << "'" << v << "'";
     EXPECT_TRUE(warned(c, "REMALLOC_PURGE_DELAY", v)) << "'" << v << "': " << c.err;
   }
   ChildResult c = init_in_child({{"REMALLOC_PURGE_DELAY", "0025"}, {"REMALLOC_ARENA_SIZE", "1024"}});
