@@ -218,6 +218,7 @@ static void extend(Span* s) {
       for (uint32_t i = 0; i < n; i++) {
         char* b = first + size_t(order[i]) * bs;
         pages::link_store(b, head);
+        reinterpret_cast<uintptr_t*>(b)[1] = 0;  // no stale free mark
         head = b;
       }
       s->free_list = head;
@@ -225,9 +226,16 @@ static void extend(Span* s) {
       return;
     }
   }
+  // Fresh blocks must not carry a stale free mark (the pages may have held
+  // freed blocks of another class at the same address): the checked build
+  // would take the old bytes for a write into a freed block.
   char* p = first;
-  for (uint32_t i = 1; i < n; i++, p += bs) pages::link_store(p, p + bs);
+  for (uint32_t i = 1; i < n; i++, p += bs) {
+    pages::link_store(p, p + bs);
+    reinterpret_cast<uintptr_t*>(p)[1] = 0;
+  }
   pages::link_store(p, s->free_list);
+  reinterpret_cast<uintptr_t*>(p)[1] = 0;
   s->free_list = first;
   s->bump += n;
 }
