@@ -277,16 +277,7 @@ void check_handed_out(Span* s, void* b) {
     if (q[i] != kPoisonByte) fatal("heap corruption: write into a freed block", q + i);
 }
 
-static void* pop(Span* s) {
-  void* b = s->free_list;
-  if constexpr (kPoisonFreed) check_handed_out(s, b);
-  void* next = pages::link_load(b);
-  if constexpr (kSecure) check_link(s, b, next);
-  s->free_list = next;
-  s->used++;
-  static_cast<uintptr_t*>(b)[1] = 0;  // clear the free mark
-  return b;
-}
+static void* pop(Span* s) { return pop_block(s); }
 
 // ---- double frees -------------------------------------------------------------
 void bad_link(void* b) {

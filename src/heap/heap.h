@@ -107,20 +107,25 @@ void check_handed_out(Span* s, void* b);
 RM_COLD void bad_link(void* b);
 RM_INLINE void check_link(const Span* s, void* b, void* next);
 
+// Hands out the first block of slab s's free list (which must not be
+// empty): the owner's only way to take a block, fast path and slow path.
+RM_INLINE void* pop_block(Span* s) {
+  void* b = s->free_list;
+  if constexpr (kPoisonFreed) check_handed_out(s, b);
+  void* next = pages::link_load(b);
+  if constexpr (kSecure) check_link(s, b, next);
+  s->free_list = next;
+  s->used++;
+  static_cast<uintptr_t*>(b)[1] = 0;  // clear the free mark
+  return b;
+}
+
 // The small-block fast path: a block of class_of(size) from this thread's
 // current slab, or nullptr (the caller takes the slow path).
 RM_INLINE void* malloc_fast(size_t size) {
   Span* s = tl_heap->avail[sc::class_of(size)];
-  void* b = s->free_list;
-  if (RM_LIKELY(b)) {
-    if constexpr (kPoisonFreed) check_handed_out(s, b);
-    void* next = pages::link_load(b);
-    if constexpr (kSecure) check_link(s, b, next);
-    s->free_list = next;
-    s->used++;
-    static_cast<uintptr_t*>(b)[1] = 0;  // clear the free mark
-  }
-  return b;
+  if (RM_LIKELY(s->free_list)) return pop_block(s);
+  return nullptr;
 }
 
 // Is p a block boundary of slab s?
