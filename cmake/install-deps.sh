@@ -3,7 +3,7 @@
 # remalloc need, when any is missing. Safe to run again; needs root (or sudo)
 # only when something is missing.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libgtest-dev libbenchmark-dev
+pkgs=(build-essential cmake ninja-build pkg-config libgtest-dev libbenchmark-dev
       libjemalloc-dev libjemalloc2 libmimalloc-dev libmimalloc2.0
       libgoogle-perftools-dev libtcmalloc-minimal4 gnuplot-nox
       python3 python3-matplotlib git coreutils

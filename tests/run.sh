@@ -22,13 +22,18 @@ export REMALLOC_TEST_SCALE=${REMALLOC_TEST_SCALE:-1}
 
 bash cmake/install-deps.sh
 status=0
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON
+# Ninja for a new build folder (it keeps both cores busy across targets); a
+# folder configured before keeps its generator.
+generator() {
+  if [ ! -f "$1/CMakeCache.txt" ] && command -v ninja >/dev/null; then echo "-GNinja"; fi
+}
+cmake -S . -B "$BUILD_DIR" $(generator "$BUILD_DIR") -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON
 cmake --build "$BUILD_DIR" -j "$JOBS"
 # shellcheck disable=SC2086
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" ${CTEST_ARGS:-} || status=1
 
 if [ -n "$CHECKED_DIR" ]; then
-  cmake -S . -B "$CHECKED_DIR" -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON \
+  cmake -S . -B "$CHECKED_DIR" $(generator "$CHECKED_DIR") -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON \
     -DREMALLOC_CHECKED=ON -DREMALLOC_SANITIZER_TESTS=OFF -DREMALLOC_BUILD_BENCH=OFF
   cmake --build "$CHECKED_DIR" -j "$JOBS"
   # shellcheck disable=SC2086

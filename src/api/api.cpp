@@ -57,6 +57,7 @@ RM_NOINLINE void ensure_init() {
   if (g_init.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     options::init();
     heap::g_on_invalid = invalid;
+    heap::g_on_slab_released = background::poll;
     g_init.store(2, std::memory_order_release);
     if (options::get(options::kVerbose)) {
       options::print(2);

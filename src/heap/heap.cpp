@@ -151,6 +151,7 @@ void free_local_slow(Heap* h, Span* s) {
       h->spare[c] = s;  // kept for the next slab of this class
     } else {
       release_slab(s);
+      if (void (*hook)() = g_on_slab_released) hook();
     }
   }
 }
@@ -286,6 +287,7 @@ void bad_link(void* b) {
 
 static void abort_on_invalid(const void* p, const char* what) { fatal(what, p); }
 void (*g_on_invalid)(const void* p, const char* what) = abort_on_invalid;
+void (*g_on_slab_released)() = nullptr;
 
 // Is p on the singly linked list starting at `head`? Walks at most `limit`
 // links (a list damaged by a use after free must not hang us).

@@ -88,6 +88,10 @@ RM_NOINLINE bool check_marked(Span* s, void* p, const char* what);
 // How invalid pointers are reported: the api layer installs its handler
 // (abort or counted warning, by option); until then, abort.
 extern void (*g_on_invalid)(const void* p, const char* what);
+// Called after a free emptied a slab and gave it back to the page heap, with
+// no lock held (api: starts the background purger when it is due). May be
+// null.
+extern void (*g_on_slab_released)();
 
 // The checked build (REMALLOC_DEBUG >= 3) poisons freed small blocks past
 // their two link words and checks the poison and the link when the block is

@@ -17,18 +17,12 @@
 
 #include "remalloc/remalloc.h"
 #include "test_alloc.h"
+#include "test_matchers.h"
 #include "test_util.h"
 
 namespace {
 
-testing::Matcher<const std::string&> says(const char* what, const void* addr) {
-  std::string h = tu::hex(addr);
-  std::string w = what;
-  return testing::Truly([h, w](const std::string& err) {
-    std::string l = tu::lower(err);
-    return l.find(h) != std::string::npos && l.find(w) != std::string::npos;
-  });
-}
+using tu::says;
 
 class SmallDoubleFree : public testing::TestWithParam<size_t> {
  protected:

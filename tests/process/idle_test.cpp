@@ -19,7 +19,7 @@
 
 namespace {
 
-const std::string kLib = REMALLOC_TEST_LIB;
+const std::string kIdleLib = REMALLOC_TEST_LIB;
 const std::string kHelper = REMALLOC_TEST_IDLE_BURST;
 
 // "key=N" in text, or -1.
@@ -32,7 +32,7 @@ long long field(const std::string& text, const std::string& key) {
 // Settings under which only the thread (or malloc_trim) can give the
 // memory back: a dirty cap far above the burst.
 std::vector<std::string> keep_env(bool background) {
-  return {"LD_PRELOAD=" + kLib, "REMALLOC_DIRTY_MAX=4096", "REMALLOC_DIRTY_RATIO=100",
+  return {"LD_PRELOAD=" + kIdleLib, "REMALLOC_DIRTY_MAX=4096", "REMALLOC_DIRTY_RATIO=100",
           std::string("REMALLOC_BACKGROUND=") + (background ? "1" : "0")};
 }
 
@@ -41,6 +41,21 @@ TEST(IdleReturn, BackgroundThreadReturnsFreedMemoryWhileIdle) {
   ASSERT_TRUE(r.exited_ok()) << r.describe();
   EXPECT_EQ(field(r.out, "bg_running"), 1) << r.out;
   RecordProperty("back_ms", std::to_string(field(r.out, "back_ms")));
+  std::printf("  %s", r.out.c_str());
+}
+
+// A fork child that only frees the small blocks its parent built: nothing
+// but those frees (slabs emptied and given back) can start its thread. The
+// purge delay is longer than the frees take, so that the frees' own decay
+// cannot return the memory: only the thread can (without it, the child's
+// RSS stays; checked by not starting the thread from those frees).
+TEST(IdleReturn, ForkChildThatOnlyFreesSmallBlocksGetsThemBack) {
+  std::vector<std::string> env = keep_env(true);
+  env.push_back("REMALLOC_PURGE_DELAY=300");
+  tu::RunResult r = tu::run({kHelper, "forkfree", std::to_string(tu::scaled(128, 32))}, env, 120);
+  ASSERT_TRUE(r.exited_ok()) << r.describe();
+  EXPECT_EQ(field(r.out, "bg_running"), 1) << r.out;
+  EXPECT_GT(field(r.out, "before_free_mib"), field(r.out, "base_mib") + 16) << r.out;
   std::printf("  %s", r.out.c_str());
 }
 
@@ -82,7 +97,7 @@ TEST(BoundedWork, OneCallPurgesLittleAfterAFreeBurst) {
   // waits, as they do on a fast machine with the default delay.
   for (const char* bg : {"0", "1"}) {
     tu::RunResult r = tu::run({kHelper, "bounded", std::to_string(tu::scaled(1000000, 100000))},
-                              {"LD_PRELOAD=" + kLib, std::string("REMALLOC_BACKGROUND=") + bg,
+                              {"LD_PRELOAD=" + kIdleLib, std::string("REMALLOC_BACKGROUND=") + bg,
                                "REMALLOC_PURGE_DELAY=300", "REMALLOC_DIRTY_MAX=4096", "IDLE_BURST_WAIT_MS=600"},
                               120);
     ASSERT_TRUE(r.exited_ok()) << r.describe();
@@ -110,13 +125,13 @@ TEST(Statistics, MallocInfoWritesGlibcXml) {
 }
 
 TEST(Statistics, ResidentSplitAndLimitAreReported) {
-  tu::RunResult r = tu::run({"/bin/true"}, {"LD_PRELOAD=" + kLib, "REMALLOC_STATS=json", "REMALLOC_MEMORY_LIMIT=512"}, 60);
+  tu::RunResult r = tu::run({"/bin/true"}, {"LD_PRELOAD=" + kIdleLib, "REMALLOC_STATS=json", "REMALLOC_MEMORY_LIMIT=512"}, 60);
   ASSERT_TRUE(r.exited_ok()) << r.describe();
   for (const char* k : {"slab_slack", "free_unpurged", "metadata", "dirty_cap", "bg_running", "bg_purged_bytes",
                         "bg_heals", "memory_limit", "memory_headroom"})
     EXPECT_GE(tu::json_number(r.err, k), 0) << k << "\n" << r.err;
   EXPECT_EQ(tu::json_number(r.err, "memory_limit"), 512ll << 20) << r.err;
-  r = tu::run({"/bin/true"}, {"LD_PRELOAD=" + kLib, "REMALLOC_VERBOSE=1", "REMALLOC_MEMORY_LIMIT=512"}, 60);
+  r = tu::run({"/bin/true"}, {"LD_PRELOAD=" + kIdleLib, "REMALLOC_VERBOSE=1", "REMALLOC_MEMORY_LIMIT=512"}, 60);
   EXPECT_NE(r.err.find("memory limit: 512"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("headroom"), std::string::npos) << r.err;
 }
@@ -199,7 +214,7 @@ TEST(MemoryCgroup, ChurnBurstSurvivesUnderTheLimit) {
   std::vector<std::string> args = {kHelper, "churn", std::to_string(limit_mib)};
   std::vector<std::string> keep = {"REMALLOC_PURGE_DELAY=10000", "REMALLOC_DIRTY_MAX=4096", "REMALLOC_DIRTY_RATIO=100"};
   std::vector<std::string> env = keep;
-  env.push_back("LD_PRELOAD=" + kLib);
+  env.push_back("LD_PRELOAD=" + kIdleLib);
   tu::RunResult r = cg.run(args, env);
   EXPECT_TRUE(r.exited_ok() && r.out.find("churn_ok") != std::string::npos)
       << "remalloc did not survive under a " << limit_mib << " MiB limit: " << r.describe();

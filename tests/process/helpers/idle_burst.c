@@ -2,11 +2,17 @@
  * memory limit: a plain C program run under LD_PRELOAD of the allocator
  * under test (remalloc, or jemalloc/mimalloc for the record).
  *
- *   idle MiB [trim]   allocate MiB in 64 KiB..8 MiB blocks, touch, free all;
- *                     then no allocator call (or one malloc_trim(0)) while
+ *   idle MiB [trim|small]
+ *                     allocate MiB in 64 KiB..8 MiB blocks (small: in
+ *                     blocks of 16 B..4 KiB), touch, free all; then no
+ *                     allocator call (or one malloc_trim(0)) while
  *                     RSS is polled: prints "back_ms=N" once RSS is within
  *                     16 MiB of the RSS before, exit 0; exit 1 if it is not
  *                     back after 30 s (IDLE_BURST_MAX_WAIT seconds if set).
+ *   forkfree MiB      builds MiB of small blocks, forks; the child frees
+ *                     them all and nothing else, and must see its RSS
+ *                     come back like idle's (the thread started by frees
+ *                     that empty slabs).
  *   fork MiB          the same burst, then fork while the purger thread
  *                     runs; the child does a burst of its own and must see
  *                     its RSS come back too; the parent then too.
@@ -28,6 +34,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <dlfcn.h>
+#include <sys/mman.h>
 
 static int g_statm = -1;
 static size_t rss(void) {
@@ -75,6 +82,35 @@ static void burst(size_t mib) {
   for (size_t i = 0; i < n; i++) free(g_blocks[i]);
 }
 
+/* Small blocks only, 16 B..4 KiB, MiB in all, touched: the freed memory
+ * reaches the page heap as whole slabs emptied by free(), never through a
+ * large free. The array of pointers is mapped directly so that the
+ * allocator sees only the blocks. */
+static void** small_alloc(size_t mib, size_t* count) {
+  size_t total = mib << 20, got = 0, n = 0, cap = total / 16;
+  void** blocks = (void**)mmap(NULL, cap * sizeof(void*), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (blocks == MAP_FAILED) exit(3);
+  while (got < total && n < cap) {
+    size_t sz = (size_t)16 << (rnd() % 9);
+    char* p = (char*)malloc(sz);
+    if (!p) {
+      fprintf(stderr, "malloc(%zu) failed\n", sz);
+      exit(3);
+    }
+    memset(p, 1, sz);
+    blocks[n++] = p;
+    got += sz;
+  }
+  *count = n;
+  return blocks;
+}
+
+static void small_free(void** blocks, size_t n, size_t mib) {
+  for (size_t i = 0; i < n; i++) free(blocks[i]);
+  munmap(blocks, (mib << 20) / 16 * sizeof(void*));
+}
+
 /* Polls without allocator calls; returns seconds until RSS <= limit, or -1. */
 static double g_max_wait = 30;
 static double wait_back(size_t limit, double since) {
@@ -88,10 +124,16 @@ static double wait_back(size_t limit, double since) {
 
 static int idle(size_t mib, int trim, const char* who) {
   size_t base = rss();
-  burst(mib);
+  if (trim == 2) {
+    size_t n;
+    void** blocks = small_alloc(mib, &n);
+    small_free(blocks, n, mib);
+  } else {
+    burst(mib);
+  }
   double t0 = now_s();
   size_t after = rss();
-  if (trim) malloc_trim(0);
+  if (trim == 1) malloc_trim(0);
   size_t after_trim = rss();
   double back = wait_back(base + ((size_t)16 << 20), t0);
   /* Under remalloc, whether this process runs a purger thread. */
@@ -122,6 +164,36 @@ static int do_fork(size_t mib) {
     return 6;
   }
   return idle(mib, 0, "parent-after");
+}
+
+/* A fork child that only frees: the parent builds MiB of small blocks and
+ * forks; the child frees them all (no other allocator call, so only those
+ * frees can start its purger thread) and must see its RSS come back. */
+static int fork_free(size_t mib) {
+  size_t base = rss();
+  size_t n;
+  void** blocks = small_alloc(mib, &n);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) return 4;
+  if (pid == 0) {
+    close(g_statm);
+    g_statm = -1;
+    size_t before = rss();
+    small_free(blocks, n, mib);
+    double t0 = now_s();
+    size_t after = rss();
+    double back = wait_back(base + ((size_t)16 << 20), t0);
+    long long bg = stat_of("bg_running");
+    printf("child: base_mib=%zu before_free_mib=%zu after_free_mib=%zu back_ms=%.0f bg_running=%lld\n",
+           base >> 20, before >> 20, after >> 20, back * 1e3, bg);
+    fflush(stdout);
+    _exit(back < 0 ? 1 : 0);
+  }
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid) return 5;
+  small_free(blocks, n, mib);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 6;
 }
 
 static int churn(size_t limit_mib) {
@@ -214,8 +286,11 @@ int main(int argc, char** argv) {
   if (getenv("IDLE_BURST_MAX_WAIT")) g_max_wait = atof(getenv("IDLE_BURST_MAX_WAIT"));
   if (argc >= 3 && strcmp(argv[1], "bounded") == 0) return bounded((size_t)atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "idle") == 0)
-    return idle((size_t)atol(argv[2]), argc >= 4 && strcmp(argv[3], "trim") == 0, "idle");
+    return idle((size_t)atol(argv[2]),
+                argc < 4 ? 0 : strcmp(argv[3], "trim") == 0 ? 1 : strcmp(argv[3], "small") == 0 ? 2 : 0,
+                "idle");
   if (argc >= 3 && strcmp(argv[1], "fork") == 0) return do_fork((size_t)atol(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "forkfree") == 0) return fork_free((size_t)atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "churn") == 0) return churn((size_t)atol(argv[2]));
   fprintf(stderr, "usage: idle_burst idle MiB [trim] | fork MiB | churn LIMIT_MiB\n");
   return 2;
