@@ -26,7 +26,7 @@ struct Option {
 static Option g_options[kNumOptions] = {
     {"verbose", 0, kBool, 0, 1, "", "print the effective options at start-up (1)"},
     {"stats", 0, kEnum, 0, 2, "", "print statistics at exit: 1 text, 2 (or json) JSON"},
-    {"purge_delay", 10, kInt, 0, 3'600'000, "ms", "free pages are given back after this delay (0: at once)"},
+    {"purge_delay", 100, kInt, 0, 3'600'000, "ms", "free pages are given back after this delay (0: at once)"},
     {"arena_size", 256, kInt, 64, 1L << 20, "MiB", "address space reserved per arena"},
     {"mover", -1, kEnum, -1, 2, "", "large-block mover: auto, mremap, uffd or copy"},
     {"move_threshold", 128, kInt, 0, 1L << 30, "KiB", "blocks below this size are copied, not remapped"},

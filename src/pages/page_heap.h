@@ -20,7 +20,7 @@ enum Region : uint8_t { kRegionNormal = 0, kRegionUffd = 1, kNumRegions = 2 };
 
 // Settings from the api layer's options, passed in with configure().
 struct Config {
-  uint64_t purge_delay_ns = 10'000'000;       // 10 ms
+  uint64_t purge_delay_ns = 100'000'000;      // 100 ms
   size_t arena_bytes = size_t{256} << 20;     // default reservation
   size_t move_threshold = size_t{128} << 10;  // copy below this size
   size_t huge_threshold = size_t{2} << 20;    // 2 MiB-aligned at or above

@@ -251,7 +251,7 @@ TEST(FreshProcess, OptionsFromTheEnvironment) {
     // A bad value is reported and ignored.
     r = tu::run({helper, "print_options"}, {"REMALLOC_PURGE_DELAY=soon", "REMALLOC_MOVER=teleport"}, 60);
     EXPECT_TRUE(r.exited_ok()) << r.describe();
-    EXPECT_NE(r.out.find("mover=-1 purge_delay=10 "), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("mover=-1 purge_delay=100 "), std::string::npos) << r.describe();
     EXPECT_NE(r.err.find("REMALLOC_PURGE_DELAY"), std::string::npos) << "bad value not reported: " << r.describe();
     EXPECT_NE(r.err.find("REMALLOC_MOVER"), std::string::npos) << "bad value not reported: " << r.describe();
   }

@@ -41,7 +41,7 @@ struct Row {
 const Row kRows[] = {
     {"verbose", options::kVerbose, 0, kBool, 0, 1},
     {"stats", options::kStats, 0, kEnum, 0, 2},
-    {"purge_delay", options::kPurgeDelay, 10, kInt, 0, 3'600'000},
+    {"purge_delay", options::kPurgeDelay, 100, kInt, 0, 3'600'000},
     {"arena_size", options::kArenaSize, 256, kInt, 64, 1L << 20},
     {"mover", options::kMover, -1, kEnum, -1, 2},
     {"move_threshold", options::kMoveThreshold, 128, kInt, 0, 1L << 30},
@@ -190,7 +190,7 @@ TEST(Options, MalformedNumbersRefused) {
   const char* bad[] = {"", "-", "abc", "5k", "+5", " 5", "5 ", "1.5", "0x10", "--1", "99999999999999999999"};
   for (const char* v : bad) {
     ChildResult c = init_in_child({{"REMALLOC_PURGE_DELAY", v}, {"REMALLOC_DIRTY_MAX", v}});
-    EXPECT_EQ(c.values[options::kPurgeDelay], 10) << "'" << v << "'";
+    EXPECT_EQ(c.values[options::kPurgeDelay], 100) << "'" << v << "'";
     EXPECT_EQ(c.values[options::kDirtyMax], 128) << "'" << v << "'";
     EXPECT_TRUE(warned(c, "REMALLOC_PURGE_DELAY", v)) << "'" << v << "': " << c.err;
   }
@@ -205,7 +205,7 @@ TEST(Options, OtherVariablesIgnored) {
                                  {"REMALLOC_PURGE_DELAYX", "6"},
                                  {"PURGE_DELAY", "7"},
                                  {"REMALLOC_purge_delay", "8"}});
-  EXPECT_EQ(c.values[options::kPurgeDelay], 10);
+  EXPECT_EQ(c.values[options::kPurgeDelay], 100);
 }
 
 TEST(Options, Booleans) {
@@ -237,7 +237,7 @@ TEST(Options, Booleans) {
   }
   // The words are for booleans only.
   ChildResult c = init_in_child({{"REMALLOC_PURGE_DELAY", "on"}, {"REMALLOC_STATS", "yes"}});
-  EXPECT_EQ(c.values[options::kPurgeDelay], 10);
+  EXPECT_EQ(c.values[options::kPurgeDelay], 100);
   EXPECT_EQ(c.values[options::kStats], 0);
 }
 
