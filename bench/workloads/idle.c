@@ -7,8 +7,10 @@
 //                      and polls RSS for 1.5 s: prints the RSS before, the
 //                      RSS at 1.5 s, and when it first came within 64 MiB
 //                      of the RSS before the allocation.
-//   latency [N]        allocates N (default 3,000,000) blocks of 16..256
-//                      bytes, frees them, waits 30 ms, then times 2000
+//   latency [N [MS]]   allocates N (default 3,000,000) blocks of 16..256
+//                      bytes, frees them, waits MS (default 30) ms (longer
+//                      than REMALLOC_PURGE_DELAY, so that the freed pages
+//                      fall due during the timed calls), then times 2000
 //                      malloc(300000)/free pairs one call at a time: prints
 //                      the longest and the median call.
 #include <fcntl.h>
@@ -91,7 +93,7 @@ static int cmp(const void* a, const void* b) {
   return x < y ? -1 : x > y;
 }
 
-static int latency(size_t n) {
+static int latency(size_t n, size_t wait_ms) {
   void** v = (void**)malloc(n * sizeof(void*));
   for (size_t i = 0; i < n; i++) {
     v[i] = malloc(16 + rnd() % 241);
@@ -99,7 +101,7 @@ static int latency(size_t n) {
   }
   for (size_t i = 0; i < n; i++) free(v[i]);
   free(v);
-  struct timespec ts = {0, 30000000};
+  struct timespec ts = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
   enum { kPairs = 2000 };
   static double t[kPairs];
@@ -123,7 +125,8 @@ static int latency(size_t n) {
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "idle") == 0)
     return idle(argc >= 3 ? (size_t)atol(argv[2]) : 1024, argc >= 4 && strcmp(argv[3], "trim") == 0);
-  if (argc >= 2 && strcmp(argv[1], "latency") == 0) return latency(argc >= 3 ? (size_t)atol(argv[2]) : 3000000);
+  if (argc >= 2 && strcmp(argv[1], "latency") == 0)
+    return latency(argc >= 3 ? (size_t)atol(argv[2]) : 3000000, argc >= 4 ? (size_t)atol(argv[3]) : 30);
   fprintf(stderr, "usage: idle idle [MiB] [trim] | idle latency [N]\n");
   return 2;
 }
