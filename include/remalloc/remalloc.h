@@ -116,7 +116,8 @@ typedef struct remalloc_stats_s {
   /* The secure build's sampled guarded allocations (REMALLOC_GUARD_SAMPLE);
      0 in other builds. */
   size_t guarded_sampled;  /* small blocks ever placed against a guard page */
-  size_t guarded_live;     /* of which not freed yet */
+  size_t guarded_live;     /* of which not freed yet (counted in small_live
+                              and allocated as well) */
 } remalloc_stats_t;
 
 REMALLOC_API void remalloc_stats_get(remalloc_stats_t* out);

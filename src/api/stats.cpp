@@ -62,6 +62,8 @@ void gather(Snapshot* s) {
     sampled::get_stats(&gs);
     out->guarded_sampled = gs.total;
     out->guarded_live = gs.live;
+    out->small_live += gs.live;  // sampled blocks are small blocks too
+    out->allocated += gs.live_bytes;
   }
 }
 

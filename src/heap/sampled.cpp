@@ -42,7 +42,7 @@ static Slot g_slots[kSlots];
 static uint16_t g_fifo[kSlots];
 static size_t g_head, g_count;  // the FIFO: g_count slots from g_head
 static int g_mech;              // 0 not made, 1 guards, 2 mprotect, -1 could not be made
-static size_t g_total, g_live;
+static size_t g_total, g_live, g_live_bytes;
 
 static constexpr size_t kPoolBytes = (2 * kSlots + 1) * kPageSize;
 
@@ -147,6 +147,7 @@ void* alloc(size_t size) {
   g_slots[i] = Slot{b, true};
   g_total++;
   g_live++;
+  g_live_bytes += n;
   return reinterpret_cast<void*>(b);
 }
 
@@ -170,6 +171,7 @@ void free(void* p) {
         g_fifo[(g_head + g_count) % kSlots] = uint16_t(i);
         g_count++;
         g_live--;
+        g_live_bytes -= reinterpret_cast<uintptr_t>(slot_page(size_t(i))) + kPageSize - s.block;
         return;
       }
       freed = true;
@@ -209,6 +211,7 @@ void get_stats(Stats* out) {
   LockGuard g(g_lock);
   out->total = g_total;
   out->live = g_live;
+  out->live_bytes = g_live_bytes;
   out->pool_bytes = g_mech > 0 ? kPoolBytes : 0;
   out->mechanism = g_mech > 0 ? g_mech : 0;
 }

@@ -72,6 +72,7 @@ void fork_child();
 struct Stats {
   size_t total;      // blocks ever sampled
   size_t live;       // sampled blocks not freed
+  size_t live_bytes; // their usable bytes
   size_t pool_bytes; // address space of the pool (0 until the first sample)
   int mechanism;     // 0 none yet or off, 1 MADV_GUARD_INSTALL, 2 mprotect
 };

@@ -31,10 +31,22 @@ testing::Matcher<const std::string&> says(const char* what, const void* addr) {
   });
 }
 
-class Checked : public testing::Test {
+// The blocks these tests damage are slab blocks: the secure build's sampled
+// blocks (one small malloc in REMALLOC_GUARD_SAMPLE, each on a page of its
+// own that faults once freed) are tested in sampled_test.cpp, so sampling
+// is off while these run (0 is a valid value in every build).
+class NoSampling : public testing::Test {
  protected:
-  void SetUp() override { GTEST_FLAG_SET(death_test_style, "fast"); }
+  void SetUp() override {
+    GTEST_FLAG_SET(death_test_style, "fast");
+    saved_ = remalloc_option_get("guard_sample");
+    ASSERT_EQ(remalloc_option_set("guard_sample", 0), 0);
+  }
+  void TearDown() override { remalloc_option_set("guard_sample", saved_); }
+  long saved_ = 0;
 };
+
+class Checked : public NoSampling {};
 
 TEST_F(Checked, ValidatorAcceptsAHeapInUse) {
   std::vector<void*> blocks;
@@ -147,11 +159,11 @@ bool kernel_has_guards() {
   return ok;
 }
 
-class Secure : public testing::Test {
+class Secure : public NoSampling {
  protected:
   void SetUp() override {
     if (!REMALLOC_TEST_SECURE) GTEST_SKIP() << "not the secure build";
-    GTEST_FLAG_SET(death_test_style, "fast");
+    NoSampling::SetUp();
   }
 };
 
