@@ -2,10 +2,11 @@
 # The test command of the README: installs missing Debian packages, then
 #  1. configures build/ (Release, tests on), builds with two jobs and runs
 #     the whole ctest suite (tests/, and bench/'s entries);
-#  2. configures build-checked/ (cmake -DREMALLOC_CHECKED=ON: every
-#     assertion, the validators, poisoned free blocks; no sanitizer suites,
-#     no benchmarks) and runs the whole suite against that allocator. (The
-#     secure build, -DREMALLOC_SECURE=ON, is not run here yet: see README.)
+#  2. configures build-checked/, the hardened checked build (cmake
+#     -DREMALLOC_CHECKED=ON -DREMALLOC_SECURE=ON: every assertion, the
+#     validators, poisoned free blocks, encoded links, shuffled slabs, guard
+#     pages, sampled guarded allocations; no sanitizer suites, no
+#     benchmarks) and runs the whole suite against that allocator.
 # Exits non-zero when anything fails.
 #
 # Environment: BUILD_DIR (default build), CHECKED_DIR (default build-checked,
@@ -34,7 +35,7 @@ ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" ${CTEST_ARGS:-} || 
 
 if [ -n "$CHECKED_DIR" ]; then
   cmake -S . -B "$CHECKED_DIR" $(generator "$CHECKED_DIR") -DCMAKE_BUILD_TYPE=Release -DREMALLOC_BUILD_TESTS=ON \
-    -DREMALLOC_CHECKED=ON -DREMALLOC_SANITIZER_TESTS=OFF -DREMALLOC_BUILD_BENCH=OFF
+    -DREMALLOC_CHECKED=ON -DREMALLOC_SECURE=ON -DREMALLOC_SANITIZER_TESTS=OFF -DREMALLOC_BUILD_BENCH=OFF
   cmake --build "$CHECKED_DIR" -j "$JOBS"
   # shellcheck disable=SC2086
   ctest --test-dir "$CHECKED_DIR" --output-on-failure -j "$JOBS" ${CTEST_ARGS:-} || status=1

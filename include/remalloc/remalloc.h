@@ -113,6 +113,11 @@ typedef struct remalloc_stats_s {
      memory.limit_in_bytes, or REMALLOC_MEMORY_LIMIT); 0 when none. */
   size_t memory_limit;
   size_t memory_headroom;  /* memory_limit minus resident, 0 when none */
+  /* The secure build's sampled guarded allocations (REMALLOC_GUARD_SAMPLE);
+     0 in other builds. */
+  size_t guarded_sampled;  /* small blocks ever placed against a guard page */
+  size_t guarded_live;     /* of which not freed yet (counted in small_live
+                              and allocated as well) */
 } remalloc_stats_t;
 
 REMALLOC_API void remalloc_stats_get(remalloc_stats_t* out);

@@ -28,6 +28,7 @@ std::atomic<size_t> g_invalid_frees{0};
 // not choose, and may allocate; they use the held structures as the owner.
 static void fork_prepare() {
   tl_fork_holder = true;
+  if constexpr (kSecure) sampled::fork_prepare();
   heap::fork_prepare();
   pages::fork_prepare();
   movers::fork_prepare();
@@ -36,12 +37,14 @@ static void fork_parent() {
   movers::fork_parent();
   pages::fork_parent();
   heap::fork_parent();
+  if constexpr (kSecure) sampled::fork_parent();
   tl_fork_holder = false;
 }
 static void fork_child() {
   background::fork_child();
   pages::fork_child();
   heap::fork_child();
+  if constexpr (kSecure) sampled::fork_child();
   movers::after_fork_child();
   tl_fork_holder = false;
 }
@@ -71,6 +74,15 @@ RM_NOINLINE void ensure_init() {
         w.str("remalloc: secure build: encoded free-list links, shuffled new slabs, guard pages ")
             .str(pages::guard_tail_pages() ? "after large blocks and slabs (MADV_GUARD_INSTALL)\n"
                                            : "off (the kernel lacks MADV_GUARD_INSTALL)\n");
+      if constexpr (kSecure) {
+        long rate = options::get(options::kGuardSample);
+        w.str("remalloc: secure build: sampled guarded allocations ");
+        if (rate > 0)
+          w.str("1 in ").i64(rate).str(" small allocations of at most a page, a pool of ")
+              .u64(sampled::kSlots).str(" slots (").str(sampled::mechanism_name()).str(")\n");
+        else
+          w.str("off (REMALLOC_GUARD_SAMPLE=0)\n");
+      }
       size_t limit = options::memory_limit();
       w.str("remalloc: memory limit: ");
       if (!limit) {
@@ -94,6 +106,19 @@ RM_NOINLINE void ensure_init() {
   // plain words with usable defaults, so go on.
 }
 
+// A large block from the page heap. Out of address space (RLIMIT_AS), the
+// calling thread's cached large blocks and spare slabs may be what stands
+// in the way (they hold pages in the middle of arenas): they go back to the
+// page heap, where they coalesce, and the request is tried once more.
+static Span* alloc_large(size_t npages, size_t align_pages, size_t size, bool* zeroed = nullptr) {
+  Span* s = pages::alloc_large(npages, align_pages, size, zeroed);
+  if (RM_UNLIKELY(!s)) {
+    heap::large_cache_flush_current();
+    s = pages::alloc_large(npages, align_pages, size, zeroed);
+  }
+  return s;
+}
+
 static void* malloc_large(size_t size, size_t align_pages) {
   ensure_init();
   if (RM_UNLIKELY(size > kMaxAllocSize)) {
@@ -109,13 +134,23 @@ static void* malloc_large(size_t size, size_t align_pages) {
       return reinterpret_cast<void*>(c->start);
     }
   }
-  Span* s = pages::alloc_large(npages, align_pages, size);
+  Span* s = alloc_large(npages, align_pages, size);
   if (!s) {
     errno = ENOMEM;
     return nullptr;
   }
   pages::guard_install_tail(s);
   return reinterpret_cast<void*>(s->start);
+}
+
+// Secure build: one small malloc in REMALLOC_GUARD_SAMPLE gets a page of its
+// own against a guard page (heap/sampled.h); when the pool has no slot to
+// give, the block comes from the small heaps as usual.
+RM_NOINLINE void* malloc_sampled(size_t size) {
+  ensure_init();
+  if (void* p = sampled::alloc(size)) return p;
+  if (void* b = heap::malloc_fast(size)) return b;
+  return malloc_slow(size);
 }
 
 RM_NOINLINE void* malloc_slow(size_t size) {
@@ -141,6 +176,9 @@ RM_NOINLINE void free_slow(Span* s, void* p) {
     background::poll();  // no lock is held here
     return;
   }
+  if constexpr (kSecure) {
+    if (sampled::in_pool(p)) return sampled::free(p);  // reports what it must
+  }
   invalid(p, "free(): invalid pointer (not allocated by remalloc, or freed twice)");
 }
 
@@ -151,11 +189,15 @@ static void* realloc_large_guarded(Span* s, size_t size) {
   size_t g = pages::guard_tail_pages() << kPageShift;
   if (!g) return pages::realloc_large(s, size);
   void* p = reinterpret_cast<void*>(s->start);
+  // The engine compares the new size with the bytes asked for (a shrink
+  // gives pages back only below them): both count the guard page here.
+  size_t asked = s->requested;
+  pages::set_requested(s, asked + g);
   pages::guard_remove_tail(s);
   void* q = pages::realloc_large(s, size + g);
   Span* t = pages::span_of(q ? q : p);
   pages::guard_install_tail(t);
-  if (q) pages::set_requested(t, size);
+  pages::set_requested(t, q ? size : asked);
   return q;
 }
 
@@ -164,6 +206,11 @@ size_t usable_size(const void* p) {
   Span* s = pages::span_of(p);
   if (s && heap::is_block(s, p)) return s->block_size;
   if (s && pages::is_large_start(s, p)) return pages::block_bytes(s);
+  if constexpr (kSecure) {
+    if (sampled::in_pool(p))
+      return sampled::usable(p, "malloc_usable_size(): invalid pointer (block already freed)",
+                             "malloc_usable_size(): invalid pointer");
+  }
   invalid(p, "malloc_usable_size(): invalid pointer");
   return 0;
 }
@@ -201,6 +248,14 @@ void* realloc(void* p, size_t size) {
       background::poll();
       return q;
     }
+  } else if (kSecure && sampled::in_pool(p)) {
+    old = sampled::usable(p, "realloc(): invalid pointer (block already freed)",
+                          "realloc(): invalid pointer (not allocated by remalloc, or freed)");
+    if (!old) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    if (align_up(size, kMinAlign) == old) return p;  // still ends at the guard
   } else {
     invalid(p, "realloc(): invalid pointer (not allocated by remalloc, or freed)");
     return nullptr;
@@ -229,7 +284,7 @@ void* calloc(size_t n, size_t size) {
     return nullptr;
   }
   bool zeroed = false;
-  Span* s = pages::alloc_large(pages_of(total) + pages::guard_tail_pages(), 1, total, &zeroed);
+  Span* s = alloc_large(pages_of(total) + pages::guard_tail_pages(), 1, total, &zeroed);
   if (!s) {
     errno = ENOMEM;
     return nullptr;
@@ -329,6 +384,9 @@ size_t remalloc_refresh_limits(void) {
 
 int remalloc_owns(const void* p) {
   if (!p) return 0;
+  if constexpr (kSecure) {
+    if (sampled::in_pool(p)) return sampled::owns(p) ? 1 : 0;
+  }
   Span* s = pages::span_of(p);
   if (!s) return 0;
   if (s->kind == kSpanSlab && heap::is_block(s, p)) return 1;

@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include "heap/heap.h"
+#include "heap/sampled.h"
 
 namespace remalloc::api {
 
@@ -16,9 +17,14 @@ void* calloc(size_t n, size_t size);
 void* aligned(size_t align, size_t size);  // align: power of two
 size_t usable_size(const void* p);
 void ensure_init();
+// Secure build: this thread's sample countdown ran out (heap/sampled.h).
+void* malloc_sampled(size_t size);
 
 RM_INLINE void* malloc(size_t size) {
   if (RM_LIKELY(size <= sc::kMaxSmall)) {
+    if constexpr (kSecure) {
+      if (RM_UNLIKELY(--sampled::tl_countdown == 0)) return malloc_sampled(size);
+    }
     if (void* b = heap::malloc_fast(size); RM_LIKELY(b)) return b;
   }
   return malloc_slow(size);

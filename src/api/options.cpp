@@ -5,6 +5,7 @@
 #include "platform/cgroup.h"
 
 #include "base/format.h"
+#include "heap/sampled.h"
 #include "pages/page_heap.h"
 #include "platform/movers.h"
 #include "platform/os.h"
@@ -42,6 +43,9 @@ static Option g_options[kNumOptions] = {
     {"dirty_ratio", 25, kInt, 0, 1000, "%", "the dirty cap is at least this share of the bytes held for blocks"},
     {"memory_limit", 0, kInt, 0, 1L << 30, "MiB", "memory limit to stay under (0: the cgroup's, if any)"},
     {"cgroup", 1, kBool, 0, 1, "", "read the memory cgroup limit (memory.max/high, memory.limit_in_bytes)"},
+    // Secure build only (its range is 0..0 elsewhere, so setting it fails).
+    {"guard_sample", kSecure ? 1000 : 0, kInt, 0, kSecure ? 1L << 30 : 0, "",
+     "secure build: 1 in N small allocations gets its own page against a guard page (0 off)"},
 };
 
 static bool lower_eq(const char* a, const char* b) {
@@ -164,6 +168,8 @@ bool set(Id id, long value) {
   }
   g_options[id].value = value;
   apply();
+  // remalloc_option_set("guard_sample", n) applies to the caller at once.
+  if (kSecure && id == kGuardSample) sampled::rearm_thread();
   return true;
 }
 
@@ -200,6 +206,7 @@ void apply() {
   pages::configure(c);
   background::configure(g_options[kBackground].value != 0);
   vma::set_budget(size_t(g_options[kVmaBudget].value));
+  if constexpr (kSecure) sampled::configure(g_options[kGuardSample].value);
 }
 
 void print(int fd) {

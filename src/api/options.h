@@ -26,6 +26,7 @@ enum Id : int {
   kDirtyRatio,
   kMemoryLimit,
   kCgroup,
+  kGuardSample,
   kNumOptions
 };
 

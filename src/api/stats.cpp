@@ -7,6 +7,7 @@
 #include "api/background.h"
 #include "api/options.h"
 #include "base/format.h"
+#include "heap/sampled.h"
 #include "platform/os.h"
 #include "platform/vma.h"
 #include "remalloc/remalloc.h"
@@ -56,6 +57,14 @@ void gather(Snapshot* s) {
   out->bg_wakeups = background::wakeups();
   out->memory_limit = options::memory_limit();
   out->memory_headroom = out->memory_limit > out->resident ? out->memory_limit - out->resident : 0;
+  if constexpr (kSecure) {
+    sampled::Stats gs;
+    sampled::get_stats(&gs);
+    out->guarded_sampled = gs.total;
+    out->guarded_live = gs.live;
+    out->small_live += gs.live;  // sampled blocks are small blocks too
+    out->allocated += gs.live_bytes;
+  }
 }
 
 }  // namespace
@@ -83,6 +92,7 @@ extern "C" size_t remalloc_stats_json(char* buf, size_t len) {
   F(vma_estimate) F(vma_budget) F(vma_heals)
   F(slab_slack) F(free_unpurged) F(metadata) F(dirty_cap)
   F(bg_running) F(bg_purged_bytes) F(bg_heals) F(bg_wakeups) F(memory_limit) F(memory_headroom)
+  F(guarded_sampled) F(guarded_live)
 #undef F
   w.str("\"free_bytes\":").u64(s.ps.free_bytes).str(",\"dirty_bytes\":").u64(s.ps.dirty_bytes);
   w.str(",\"slab_bytes\":").u64(s.ps.slab_bytes).str(",\"large_bytes\":").u64(s.ps.large_bytes);
@@ -132,6 +142,9 @@ extern "C" void remalloc_stats_print(int fd) {
       .bytes(st.bg_purged_bytes).str(", healed ").u64(st.bg_heals).str(", woke ").u64(st.bg_wakeups).chr('\n');
   w.str("  purged").pad_to(36).bytes(st.purged_bytes).chr('\n');
   w.str("  heaps").pad_to(36).u64(hs.heaps).str(" (").u64(hs.abandoned).str(" abandoned)\n");
+  if constexpr (kSecure)
+    w.str("  sampled guarded blocks").pad_to(36).u64(st.guarded_sampled).str(" (").u64(st.guarded_live)
+        .str(" live)\n");
   w.str("  invalid frees").pad_to(36).u64(api::g_invalid_frees.load()).chr('\n');
   w.str("  small blocks by size class (size: live/slabs)\n   ");
   int col = 0;

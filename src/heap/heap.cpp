@@ -455,10 +455,24 @@ static void large_cache_flush(Heap* h) {
 }
 
 void large_cache_flush_current() {
-  if (tl_heap != &g_empty_heap) {
-    large_cache_flush(tl_heap);
-    release_spares(tl_heap);
+  Heap* h = tl_heap;
+  if (h == &g_empty_heap) return;
+  large_cache_flush(h);
+  // Empty slabs still on the avail lists (the current slab of a class is
+  // kept when it empties) hold pages in the middle of arenas, as spares do.
+  drain_delayed(h);
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    for (Span* s = h->avail[c]; s != &g_empty_span && s;) {
+      Span* next = s->next;
+      collect_remote(s);
+      if (s->used == 0) {
+        avail_remove(h, s);
+        release_slab(s);
+      }
+      s = next;
+    }
   }
+  release_spares(h);
 }
 
 void thread_done(Heap* h) {

@@ -170,6 +170,8 @@ Span* large_cache_get(size_t npages);
 // then frees it to the page heap).
 bool large_cache_put(Span* s);
 // Gives this thread's cached large blocks back to the page heap.
+// Also releases the heap's empty slabs (spares and empty slabs on its avail
+// lists): malloc_trim, and large allocations that found no address space.
 void large_cache_flush_current();
 
 // Checks the calling thread's heap (every slab on its lists against the

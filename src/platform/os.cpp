@@ -124,6 +124,11 @@ bool guard_remove(void* p, size_t size) {
   return madvise(p, size, MADV_GUARD_REMOVE) == 0;
 }
 
+bool protect(void* p, size_t size, bool accessible) {
+  if (size == 0) return true;
+  return mprotect(p, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+}
+
 uint64_t random_u64() {
   uint64_t v = 0;
   if (getrandom(&v, sizeof v, GRND_NONBLOCK) == ssize_t(sizeof v)) return v;

@@ -37,6 +37,10 @@ bool advise_hugepage(void* p, size_t size, bool on);
 bool guards_available();
 bool guard_install(void* p, size_t size);
 bool guard_remove(void* p, size_t size);
+// Page protection (mprotect): read-write, or no access at all. Splits the
+// VMA where the protection changes; the secure build's sampled pool uses it
+// only on kernels without guards, inside its own mapping.
+bool protect(void* p, size_t size, bool accessible);
 
 // 64 random bits from the kernel (getrandom, non-blocking), or from the
 // clock and an address when it refuses.

@@ -25,10 +25,22 @@ namespace {
 
 using tu::says;
 
-class Checked : public testing::Test {
+// The blocks these tests damage are slab blocks: the secure build's sampled
+// blocks (one small malloc in REMALLOC_GUARD_SAMPLE, each on a page of its
+// own that faults once freed) are tested in sampled_test.cpp, so sampling
+// is off while these run (0 is a valid value in every build).
+class NoSampling : public testing::Test {
  protected:
-  void SetUp() override { GTEST_FLAG_SET(death_test_style, "fast"); }
+  void SetUp() override {
+    GTEST_FLAG_SET(death_test_style, "fast");
+    saved_ = remalloc_option_get("guard_sample");
+    ASSERT_EQ(remalloc_option_set("guard_sample", 0), 0);
+  }
+  void TearDown() override { remalloc_option_set("guard_sample", saved_); }
+  long saved_ = 0;
 };
+
+class Checked : public NoSampling {};
 
 TEST_F(Checked, ValidatorAcceptsAHeapInUse) {
   std::vector<void*> blocks;
@@ -141,11 +153,11 @@ bool kernel_has_guards() {
   return ok;
 }
 
-class Secure : public testing::Test {
+class Secure : public NoSampling {
  protected:
   void SetUp() override {
     if (!REMALLOC_TEST_SECURE) GTEST_SKIP() << "not the secure build";
-    GTEST_FLAG_SET(death_test_style, "fast");
+    NoSampling::SetUp();
   }
 };
 
@@ -172,14 +184,17 @@ TEST_F(Secure, WriteJustPastASlabHitsItsGuardPage) {
   if (!kernel_has_guards()) GTEST_SKIP() << "kernel without MADV_GUARD_INSTALL";
   EXPECT_EXIT(
       {
-        // For every new block, write into the page after the one holding
-        // its end (64 bytes in: never a free block's link). That page is
-        // another block of the slab (writable) until the block is the last
-        // of its slab: then it is the slab's guard page.
+        // For every new block, look at the page after the one holding its
+        // end. While that page starts another block of the slab (owned:
+        // 1 KiB blocks start on every page), it is left alone (it may be a
+        // free block, poisoned in the checked build). Once it starts no
+        // block, the block is the last of its slab and that page must be
+        // the slab's guard: the write (64 bytes in) faults.
         for (int i = 0; i < 100000; i++) {
           char* p = static_cast<char*>(ta::malloc(1024));
           std::memset(p, 1, 1024);
           uintptr_t next_page = (reinterpret_cast<uintptr_t>(p) + 1024 + 4095) & ~uintptr_t{4095};
+          if (ta::owns(reinterpret_cast<void*>(next_page))) continue;
           reinterpret_cast<volatile char*>(next_page)[64] = 2;
         }
         std::exit(0);

@@ -56,6 +56,9 @@ const Row kRows[] = {
     {"dirty_ratio", options::kDirtyRatio, 25, kInt, 0, 1000},
     {"memory_limit", options::kMemoryLimit, 0, kInt, 0, 1L << 30},
     {"cgroup", options::kCgroup, 1, kBool, 0, 1},
+    // The secure build's sampling rate; 0..0 (nothing to set) elsewhere.
+    {"guard_sample", options::kGuardSample, REMALLOC_TEST_SECURE ? 1000 : 0, kInt, 0,
+     REMALLOC_TEST_SECURE ? 1L << 30 : 0},
 };
 static_assert(sizeof kRows / sizeof kRows[0] == options::kNumOptions, "a row per option");
 

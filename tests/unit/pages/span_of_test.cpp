@@ -38,6 +38,14 @@ bool claims(const Span* s, uintptr_t q) {
   return pages::is_large_start(s, at(q));
 }
 
+// The blocks these tests inspect are slab blocks and large blocks: the
+// secure build's sampled blocks (one small malloc in REMALLOC_GUARD_SAMPLE)
+// live in the guarded pool outside every arena, and have their own tests
+// (tests/api/sampled_test.cpp). Setting 0 is valid in every build.
+const bool kNoSampling = remalloc_option_set("guard_sample", 0) == 0;
+
+TEST(SpanOf, SamplingIsOff) { EXPECT_TRUE(kNoSampling); }
+
 TEST(SpanOf, AddressesOutsideEveryArena) {
   void* keep = remalloc_malloc(100);  // so that at least one arena exists
   ASSERT_NE(keep, nullptr);
@@ -104,7 +112,8 @@ TEST(SpanOf, SmallBlocksBoundariesInteriorsAndEveryPage) {
       EXPECT_EQ(s->kind, kSpanSlab);
       EXPECT_EQ(s->arena, a);
       EXPECT_EQ(s->start, a->base + size_t(s - a->meta) * P) << "descriptor at its first page";
-      EXPECT_EQ(s->slab_bytes, s->bytes());
+      // The secure build's slabs have one more page, their guard.
+      EXPECT_EQ(s->slab_bytes, s->bytes() - (pages::guard_tail_pages() << kPageShift));
       EXPECT_GE(s->block_size, size);
       uintptr_t off = addr(p) - s->start;
       ASSERT_LT(off, s->slab_bytes);
@@ -187,13 +196,15 @@ TEST(SpanOf, ValidateSpanAcceptsRealSpans) {
 // ---- validate_span on fake spans: each rule of the contract -------------------
 
 // A slab of 16 pages of 64-byte blocks, 4 linked in, 1 handed out, the other
-// 3 on the free list (offsets 0, 64, 128); the memory is the test's.
+// 3 on the free list (offsets 0, 64, 128); the memory is the test's. In the
+// secure build the run has one more page (the guard, never touched here) and
+// links are stored encoded, as the validator expects.
 class FakeSlab : public ::testing::Test {
  protected:
   void SetUp() override {
-    mem_ = static_cast<char*>(std::aligned_alloc(P, 16 * P));
+    mem_ = static_cast<char*>(std::aligned_alloc(P, (16 + pages::guard_tail_pages()) * P));
     s_.start = addr(mem_);
-    s_.npages = 16;
+    s_.npages = 16 + pages::guard_tail_pages();
     s_.kind = kSpanSlab;
     s_.slab_bytes = 16 * P;
     s_.block_size = 64;
@@ -207,7 +218,7 @@ class FakeSlab : public ::testing::Test {
   void link(std::vector<size_t> offs) {
     s_.free_list = offs.empty() ? nullptr : mem_ + offs[0];
     for (size_t i = 0; i < offs.size(); i++)
-      *reinterpret_cast<void**>(mem_ + offs[i]) = i + 1 < offs.size() ? mem_ + offs[i + 1] : nullptr;
+      pages::link_store(mem_ + offs[i], i + 1 < offs.size() ? mem_ + offs[i + 1] : nullptr);
   }
   char* mem_ = nullptr;
   Span s_;
@@ -236,9 +247,9 @@ TEST_F(FakeSlabDeathTest, SlabBytesOnASpanThatIsNotASlab) {
 TEST_F(FakeSlabDeathTest, LargeBlockAskedForMoreThanItHolds) {
   s_.kind = kSpanLarge;
   s_.slab_bytes = 0;
-  s_.requested = 16 * P;
+  s_.requested = s_.bytes();
   pages::validate_span(&s_, false);
-  s_.requested = 16 * P + 1;
+  s_.requested = s_.bytes() + 1;
   EXPECT_DEATH(pages::validate_span(&s_, false), "span: a large block asked for more than it holds");
   s_.kind = kSpanCached;
   EXPECT_DEATH(pages::validate_span(&s_, false), "span: a large block asked for more than it holds");
@@ -269,13 +280,13 @@ TEST_F(FakeSlabDeathTest, FreeListLeavesTheSlab) {
   link({0, 65, 128});  // not a block boundary
   EXPECT_DEATH(pages::validate_span(&s_, true), "span: slab free list leaves the slab");
   link({0, 64, 16 * P - 64});
-  *reinterpret_cast<void**>(mem_ + 64) = mem_ + 16 * P;  // one past the end
+  pages::link_store(mem_ + 64, mem_ + 16 * P);  // one past the end
   EXPECT_DEATH(pages::validate_span(&s_, true), "span: slab free list leaves the slab");
 }
 
 TEST_F(FakeSlabDeathTest, FreeListCycle) {
   link({0, 64, 128});
-  *reinterpret_cast<void**>(mem_ + 128) = mem_;  // back to the first
+  pages::link_store(mem_ + 128, mem_);  // back to the first
   EXPECT_DEATH(pages::validate_span(&s_, true), "span: slab free list longer than its free blocks");
 }
 
