@@ -27,10 +27,10 @@ __thread uint32_t tl_countdown = 1;
 static __thread bool tl_armed;  // the first countdown was drawn
 static __thread uint64_t tl_rng;
 
-uintptr_t g_lo = 0, g_hi = 0;
+std::atomic<uintptr_t> g_lo{0};
 
 static std::atomic<long> g_rate{0};
-static uint64_t g_seed;
+static std::atomic<uint64_t> g_seed{0};
 
 struct Slot {
   uintptr_t block;  // the block's address while live, or its last one; 0 never used
@@ -44,9 +44,10 @@ static size_t g_head, g_count;  // the FIFO: g_count slots from g_head
 static int g_mech;              // 0 not made, 1 guards, 2 mprotect, -1 could not be made
 static size_t g_total, g_live, g_live_bytes;
 
-static constexpr size_t kPoolBytes = (2 * kSlots + 1) * kPageSize;
 
-static void* slot_page(size_t i) { return reinterpret_cast<void*>(g_lo + (2 * i + 1) * kPageSize); }
+static void* slot_page(size_t i) {
+  return reinterpret_cast<void*>(g_lo.load(std::memory_order_relaxed) + (2 * i + 1) * kPageSize);
+}
 
 static void rearm();
 
@@ -69,8 +70,12 @@ static void rearm() {
   }
   uint64_t x = tl_rng;
   if (RM_UNLIKELY(x == 0)) {
-    if (g_seed == 0) g_seed = os::random_u64() | 1;  // a benign race: any value will do
-    x = (g_seed ^ reinterpret_cast<uintptr_t>(&tl_rng)) * 0x9e3779b97f4a7c15ull | 1;
+    uint64_t seed = g_seed.load(std::memory_order_relaxed);
+    if (seed == 0) {
+      seed = os::random_u64() | 1;  // two threads may both draw one: either will do
+      g_seed.store(seed, std::memory_order_relaxed);
+    }
+    x = (seed ^ reinterpret_cast<uintptr_t>(&tl_rng)) * 0x9e3779b97f4a7c15ull | 1;
   }
   x ^= x << 13;
   x ^= x >> 7;
@@ -97,8 +102,7 @@ static bool make_pool() {
   for (size_t i = 0; i < kSlots; i++) g_fifo[i] = uint16_t(i);
   g_head = 0;
   g_count = kSlots;
-  g_lo = reinterpret_cast<uintptr_t>(p);
-  g_hi = g_lo + kPoolBytes;
+  g_lo.store(reinterpret_cast<uintptr_t>(p), std::memory_order_release);
   return true;
 }
 
@@ -153,8 +157,9 @@ void* alloc(size_t size) {
 
 // The slot whose page holds p, or -1 (a guard page or outside the pool).
 static long slot_of(const void* p) {
-  size_t page = (reinterpret_cast<uintptr_t>(p) - g_lo) >> kPageShift;
-  if (!in_pool(p) || page % 2 == 0) return -1;
+  if (!in_pool(p)) return -1;
+  size_t page = (reinterpret_cast<uintptr_t>(p) - g_lo.load(std::memory_order_relaxed)) >> kPageShift;
+  if (page % 2 == 0 || page / 2 >= kSlots) return -1;
   return long(page / 2);
 }
 

@@ -21,6 +21,7 @@
 // The normal build compiles none of this into its paths: every caller tests
 // kSecure first.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -37,10 +38,13 @@ constexpr size_t kMaxSize = kPageSize;  // larger requests are never sampled
 // not sampled).
 extern __thread uint32_t tl_countdown;
 
-// The pool's address range, [g_lo, g_hi); empty until the first sample.
-extern uintptr_t g_lo, g_hi;
+constexpr size_t kPoolBytes = (2 * kSlots + 1) * kPageSize;
+// The pool's first address, 0 until the first sample; set once, so one
+// relaxed load tells whether p lies in [g_lo, g_lo + kPoolBytes).
+extern std::atomic<uintptr_t> g_lo;
 RM_INLINE bool in_pool(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) - g_lo < g_hi - g_lo;
+  uintptr_t lo = g_lo.load(std::memory_order_relaxed);
+  return lo && reinterpret_cast<uintptr_t>(p) - lo < kPoolBytes;
 }
 
 // Sets the rate (0 off, else one in `rate` on average). Threads take it at
