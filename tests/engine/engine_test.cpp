@@ -71,13 +71,13 @@ remalloc_stats_t stats() {
   return s;
 }
 
-struct OptionGuard {
+struct EngineOptionGuard {
   std::vector<std::pair<std::string, long>> saved;
   void set(const char* name, long v) {
     saved.emplace_back(name, remalloc_option_get(name));
     ASSERT_EQ(remalloc_option_set(name, v), 0) << name;
   }
-  ~OptionGuard() {
+  ~EngineOptionGuard() {
     for (auto it = saved.rbegin(); it != saved.rend(); ++it) remalloc_option_set(it->first.c_str(), it->second);
   }
 };
@@ -100,7 +100,7 @@ class MoverTest : public ::testing::TestWithParam<int> {};
 TEST_P(MoverTest, RandomGrowShrinkWithInjectedFailuresKeepsContents) {
   const int mover = GetParam();
   if (mover == 1 && !tu::uffd_move_supported()) GTEST_SKIP() << "no UFFDIO_MOVE on this kernel";
-  OptionGuard opt;
+  EngineOptionGuard opt;
   opt.set("mover", mover);
   opt.set("move_threshold", 0);  // every move goes through the mover
   std::mt19937_64 rng(1234 + mover);
@@ -201,7 +201,7 @@ TEST_P(InjectedFailure, ExactOutcome) {
   // UFFDIO_MOVE takes a source within one VMA: heal the runs earlier mremap
   // moves in this process split, so that the block below is one.
   remalloc_trim(0);
-  OptionGuard opt;
+  EngineOptionGuard opt;
   opt.set("mover", mover);
   opt.set("grow_inplace", 0);
   opt.set("move_threshold", 0);
@@ -283,7 +283,7 @@ INSTANTIATE_TEST_SUITE_P(Engine, InjectedFailure,
 // Every mover failing at once (auto mode, so all are tried): NULL, ENOMEM,
 // the block intact and usable; `count` failures fail exactly `count` moves.
 TEST(Engine, EveryMoverFailingReturnsNullWithBlockIntact) {
-  OptionGuard opt;
+  EngineOptionGuard opt;
   opt.set("grow_inplace", 0);
   opt.set("move_threshold", 0);
   opt.set("mover", -1);
@@ -322,7 +322,7 @@ TEST(Engine, EveryMoverFailingReturnsNullWithBlockIntact) {
 }
 
 TEST(Engine, GrowInPlaceAndShrinkMoveNothing) {
-  OptionGuard opt;
+  EngineOptionGuard opt;
   opt.set("grow_inplace", 1);
   size_t n = 1u << 20;
   void* p = remalloc_malloc(n);
@@ -347,7 +347,7 @@ TEST(Engine, GrowInPlaceAndShrinkMoveNothing) {
 }
 
 TEST(Engine, HugeMovesAre2MiBAlignedAndMoveNotCopy) {
-  OptionGuard opt;
+  EngineOptionGuard opt;
   opt.set("grow_inplace", 0);
   opt.set("mover", -1);
   remalloc_stats_t b = stats();
@@ -371,7 +371,7 @@ TEST(Engine, HugeMovesAre2MiBAlignedAndMoveNotCopy) {
 // (mremap's VMAs are healed or moves turned away), the process's VMA count
 // stays bounded all along, and no realloc fails.
 TEST(Engine, VmaBudgetHoldsOverManyMoves) {
-  OptionGuard opt;
+  EngineOptionGuard opt;
   long base = maps_lines();
   ASSERT_GT(base, 0);
   long budget = base + 200;
@@ -431,7 +431,7 @@ TEST(Engine, VmaBudgetHoldsOverManyMoves) {
 // default budget is a quarter of vm.max_map_count.
 TEST(Engine, FullVmaBudgetFallsBackWithoutFailing) {
   EXPECT_EQ(stats().vma_budget, tu::max_map_count() / 4) << "default VMA budget";
-  OptionGuard opt;
+  EngineOptionGuard opt;
   long base = maps_lines();
   long budget = base + 100;
   opt.set("vma_budget", budget);
@@ -475,7 +475,7 @@ TEST_P(ForkThenMove, ParentMovesDoNotReachTheChildAndBothCanMove) {
   const int mover = GetParam();
   if (mover == 1 && !tu::uffd_move_supported()) GTEST_SKIP() << "no UFFDIO_MOVE on this kernel";
   remalloc_trim(0);  // whole VMAs for UFFDIO_MOVE (see InjectedFailure)
-  OptionGuard opt;
+  EngineOptionGuard opt;
   opt.set("mover", mover);
   opt.set("grow_inplace", 0);
   opt.set("move_threshold", 0);
