@@ -454,12 +454,10 @@ static void large_cache_flush(Heap* h) {
   }
 }
 
-void large_cache_flush_current() {
-  Heap* h = tl_heap;
-  if (h == &g_empty_heap) return;
-  large_cache_flush(h);
-  // Empty slabs still on the avail lists (the current slab of a class is
-  // kept when it empties) hold pages in the middle of arenas, as spares do.
+// Gives back every empty slab of h: the spares, and the empty slabs still
+// on the avail lists (the current slab of a class is kept when it empties),
+// after taking in the delayed and remote frees. Owner only.
+static void release_empty_slabs(Heap* h) {
   drain_delayed(h);
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
     for (Span* s = h->avail[c]; s != &g_empty_span && s;) {
@@ -475,23 +473,18 @@ void large_cache_flush_current() {
   release_spares(h);
 }
 
+void large_cache_flush_current() {
+  Heap* h = tl_heap;
+  if (h == &g_empty_heap) return;
+  large_cache_flush(h);
+  // Empty slabs hold pages in the middle of arenas.
+  release_empty_slabs(h);
+}
+
 void thread_done(Heap* h) {
   if (h == &g_empty_heap || h->state != kHeapLive) return;
   large_cache_flush(h);
-  drain_delayed(h);
-  release_spares(h);
-  for (unsigned c = 0; c < sc::kNumClasses; c++) {
-    Span* s = h->avail[c];
-    while (s != &g_empty_span && s) {
-      Span* next = s->next;
-      collect_remote(s);
-      if (s->used == 0) {
-        avail_remove(h, s);
-        release_slab(s);
-      }
-      s = next;
-    }
-  }
+  release_empty_slabs(h);
   tl_heap = &g_empty_heap;
   tl_state = kThreadDead;
   LockGuard g(g_heaps_lock);
