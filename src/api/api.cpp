@@ -66,7 +66,7 @@ RM_NOINLINE void ensure_init() {
       options::print(2);
       Writer w(2);
       w.str("remalloc: movers: mremap(DONTUNMAP) ")
-          .str(movers::mremap_dontunmap_available() ? "yes" : "no")
+          .str(movers::mremap_mode())
           .str(", UFFDIO_MOVE ")
           .str(movers::uffd_move_available() ? "yes" : "no")
           .str("\n");

@@ -103,7 +103,7 @@ void* realloc_large(Span* s, size_t new_size) {
     bool ok;
     if (kind == movers::kMremap) {
       ok = movers::move_mremap(to, from, len, &out);
-      if (out.moved) vma::note_added(2);
+      if (out.calls) vma::note_added(2 * size_t(out.calls));
       // Refused (the program's own mappings may have used up
       // vm.max_map_count, unseen by the estimate): recount, so the next
       // moves skip mremap for the budget instead of failing one by one.

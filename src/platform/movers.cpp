@@ -2,6 +2,7 @@
 #include "platform/movers.h"
 
 #include <fcntl.h>
+#include <linux/types.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -38,6 +39,27 @@ struct uffdio_move {
 #define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
 #define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
 #endif
+
+// PROCMAP_QUERY (Linux 6.11): the VMA that covers an address, asked of an
+// open /proc/self/maps.
+struct rm_procmap_query {
+  __u64 size;
+  __u64 query_flags;
+  __u64 query_addr;
+  __u64 vma_start;
+  __u64 vma_end;
+  __u64 vma_flags;
+  __u64 vma_page_size;
+  __u64 vma_offset;
+  __u64 inode;
+  __u32 dev_major;
+  __u32 dev_minor;
+  __u32 vma_name_size;
+  __u32 build_id_size;
+  __u64 vma_name_addr;
+  __u64 build_id_addr;
+};
+#define RM_PROCMAP_QUERY _IOWR('f', 17, struct rm_procmap_query)
 
 namespace remalloc::movers {
 
@@ -80,11 +102,69 @@ static void finish_by_copy(char* dst, char* src, size_t len, size_t done, Outcom
   out->src_clean = os::purge(src + done, len - done);
 }
 
+// ---- VMA boundaries -----------------------------------------------------------
+// Since Linux 6.17 a move-only mremap (MREMAP_FIXED, equal sizes) may span
+// several VMAs, and it moves them one after the other: when one fails
+// (ENOMEM at vm.max_map_count or for page tables, EFAULT at a VMA armed by a
+// userfaultfd), those before it stay moved and the call still fails
+// (measured on 6.18: the first VMA's pages at dst, its source reading zeros,
+// errno EFAULT). A caller that takes the failure for "nothing moved" loses
+// data. So the mremap mover never hands the kernel more than one VMA: it
+// asks where the VMA under the next address ends (PROCMAP_QUERY) and moves
+// VMA by VMA, each call all or nothing. Without the query, a single call is
+// safe only on a kernel that refuses multi-VMA moves whole (probed).
+static Mutex g_maps_lock;
+static int g_maps_fd = -1;    // /proc/self/maps of g_maps_pid
+static pid_t g_maps_pid = 0;  // a fork child must not query its parent
+
+// The end of the VMA that covers `addr`, or 0 when it cannot be told.
+static uintptr_t vma_end_at(uintptr_t addr) {
+  LockGuard g(g_maps_lock);
+  pid_t pid = getpid();
+  if (g_maps_fd >= 0 && g_maps_pid != pid) g_maps_fd = -1;  // the parent's: leave it
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (g_maps_fd < 0) {
+      g_maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+      if (g_maps_fd < 0) return 0;
+      g_maps_pid = pid;
+    }
+    struct rm_procmap_query q;
+    memset(&q, 0, sizeof q);
+    q.size = sizeof q;
+    q.query_addr = addr;
+    if (ioctl(g_maps_fd, RM_PROCMAP_QUERY, &q) == 0) {
+      return q.vma_start <= addr && addr < q.vma_end ? uintptr_t(q.vma_end) : 0;
+    }
+    if (errno == ENOENT) return 0;  // nothing mapped there
+    // The program may have closed our descriptor (and reused its number):
+    // forget it without closing it, and open another once.
+    g_maps_fd = -1;
+  }
+  return 0;
+}
+
 // ---- mremap -----------------------------------------------------------------
 static std::atomic<int> g_mremap_state{0};  // 0 unknown, 1 yes, 2 no
+static bool g_mremap_by_vma = false;        // set by the probe, before state 1
 
 static void* raw_mremap(void* src, size_t len, void* dst) {
   return mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+}
+
+// Does this kernel move a range of two VMAs in one call (6.17+)? Probed on
+// two written pages of different protections.
+static bool kernel_moves_several_vmas() {
+  char* region = static_cast<char*>(os::reserve(4 * kPageSize, kPageSize));
+  if (!region) return true;  // cannot tell: assume the unsafe kind
+  region[0] = 1;
+  region[kPageSize] = 2;
+  bool several = true;
+  if (mprotect(region + kPageSize, kPageSize, PROT_READ) == 0) {
+    void* r = raw_mremap(region, 2 * kPageSize, region + 2 * kPageSize);
+    several = !(r == MAP_FAILED && errno == EFAULT && region[0] == 1);
+  }
+  os::release(region, 4 * kPageSize);
+  return several;
 }
 
 bool mremap_dontunmap_available() {
@@ -101,8 +181,14 @@ bool mremap_dontunmap_available() {
     void* r = raw_mremap(src, kPageSize, dst);
     bool no_room = r == MAP_FAILED && errno == ENOMEM;
     ok = r == dst && dst[0] == 42 && src[0] == 0;
+    // Moves go VMA by VMA where the VMA boundaries can be asked for.
+    bool by_vma = ok && vma_end_at(reinterpret_cast<uintptr_t>(dst)) >= reinterpret_cast<uintptr_t>(dst + kPageSize);
     os::release(region, 4 * kPageSize);
     if (no_room) return false;  // at vm.max_map_count: probe again later
+    // Without the boundaries, only a kernel that refuses multi-VMA moves
+    // whole is safe to hand a range that may span several.
+    if (ok && !by_vma && kernel_moves_several_vmas()) ok = false;
+    g_mremap_by_vma = by_vma;
   } else {
     // No page to probe with (out of address space, or the program used up
     // vm.max_map_count): say no now and probe again next time, instead of
@@ -113,18 +199,36 @@ bool mremap_dontunmap_available() {
   return ok;
 }
 
+const char* mremap_mode() {
+  if (!mremap_dontunmap_available()) return "no";
+  return g_mremap_by_vma ? "yes (VMA by VMA)" : "yes (one call: this kernel refuses multi-VMA moves whole)";
+}
+
 bool move_mremap(void* dstp, void* srcp, size_t len, Outcome* out) {
   char* dst = static_cast<char*>(dstp);
   char* src = static_cast<char*>(srcp);
   int fail_step = take_injection(kMremap);
-  // Normally one call; with injection, three steps so a failure can land in
-  // the first, the middle or the last.
-  size_t npages = len >> kPageShift;
-  size_t steps = fail_step >= 0 && npages >= 3 ? 3 : 1;
+  // With injection the move is cut in three steps, so that a failure can
+  // land in the first, the middle or the last (one step below three pages).
+  size_t third = align_down(len / 3, kPageSize);
+  bool three = fail_step >= 0 && third > 0;
+  size_t fail_at = !three || fail_step == 0 ? 0 : fail_step == 1 ? third : 2 * third;
   size_t done = 0;
-  for (size_t i = 0; i < steps; i++) {
-    size_t chunk = i + 1 == steps ? len - done : align_down(len / steps, kPageSize);
-    bool fail = fail_step >= 0 && (size_t(fail_step) == i || (steps == 1 && fail_step >= 0));
+  while (done < len) {
+    size_t chunk = len - done;
+    if (three && done < 2 * third) chunk = (done < third ? third : 2 * third) - done;
+    if (g_mremap_by_vma) {
+      uintptr_t at = reinterpret_cast<uintptr_t>(src + done);
+      uintptr_t end = vma_end_at(at);
+      if (!end) {  // cannot tell where the VMA ends: do not guess
+        out->err = errno ? errno : EFAULT;
+        if (done == 0) return false;
+        finish_by_copy(dst, src, len, done, out);
+        return true;
+      }
+      if (end - at < chunk) chunk = end - at;
+    }
+    bool fail = fail_step >= 0 && done == fail_at;
     void* r = fail ? MAP_FAILED : raw_mremap(src + done, chunk, dst + done);
     if (r != dst + done) {
       out->err = fail ? ENOMEM : errno;
@@ -134,6 +238,7 @@ bool move_mremap(void* dstp, void* srcp, size_t len, Outcome* out) {
     }
     done += chunk;
     out->moved += chunk;
+    out->calls++;
   }
   out->src_clean = true;
   return true;
@@ -225,11 +330,18 @@ bool uffd_register(void* base, size_t len) {
 
 uint32_t uffd_generation() { return g_uffd_gen.load(std::memory_order_acquire); }
 
-void fork_prepare() { g_uffd_lock.fork_acquire(); }
-void fork_parent() { g_uffd_lock.fork_release(); }
+void fork_prepare() {
+  g_uffd_lock.fork_acquire();
+  g_maps_lock.fork_acquire();
+}
+void fork_parent() {
+  g_maps_lock.fork_release();
+  g_uffd_lock.fork_release();
+}
 
 void after_fork_child() {
   g_uffd_lock.reset_in_child();
+  g_maps_lock.reset_in_child();  // its descriptor is the parent's: vma_end_at drops it
   // The parent's descriptor refuses moves in the child and our VMAs lost
   // their registration: drop it; the next uffd move opens a new one and
   // re-registers (the generation tells arenas to).

@@ -7,7 +7,9 @@
 //           remapping and how many copied, and whether src was left empty.
 //  - false: all len bytes are still at src; dst holds nothing that matters.
 // A mover that fails part-way finishes the move by copying (it never leaves
-// the contents split between src and dst).
+// the contents split between src and dst). The mremap mover moves VMA by VMA
+// for that reason: since Linux 6.17 one call may move several VMAs and fail
+// after the first (movers.cpp).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,12 +25,16 @@ struct Outcome {
   bool src_clean = false; // src now reads as zeros (no memory held)
   bool fork_busy = false; // uffd refused pages shared with a fork child
   bool partial = false;   // a mover failed part-way and copying finished it
+  int calls = 0;          // mremap calls that moved pages (one per VMA)
   int err = 0;            // errno of the failure, if any
 };
 
 // Feature probes (run once, lazily, thread-safe; real syscalls, never the
 // kernel version).
 bool mremap_dontunmap_available();
+// How the mremap mover works here, for verbose mode: "no", or "yes" and
+// whether it moves VMA by VMA (see movers.cpp).
+const char* mremap_mode();
 bool uffd_move_available();
 
 bool move_mremap(void* dst, void* src, size_t len, Outcome* out);
@@ -44,8 +50,8 @@ bool uffd_register(void* base, size_t len);
 // Changes whenever registrations are lost (after fork in the child).
 uint32_t uffd_generation();
 
-// fork: the prepare handler holds the userfaultfd lock for the forking
-// thread; the parent handler releases it.
+// fork: the prepare handler holds the userfaultfd and /proc/self/maps locks
+// for the forking thread; the parent handler releases them.
 void fork_prepare();
 void fork_parent();
 // fork: the child loses the parent's registrations and may not use its
