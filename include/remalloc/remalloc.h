@@ -78,7 +78,8 @@ REMALLOC_API size_t remalloc_stats_json(char* buf, size_t len);
   X(fallback_budget, "fallbacks: VMA budget", "mremap skipped: VMA budget full")         \
   X(fallback_error, "fallbacks: mover failed", "a mover failed and a slower one finished") \
   X(fallback_fork, "fallbacks: fork", "uffd refused pages shared with a fork child")     \
-  X(fallback_small, "fallbacks: small", "copied because below the move threshold")
+  X(fallback_small, "fallbacks: small", "copied because below the move threshold")     \
+  X(moves_multi_vma, "mremap moves of several VMAs", "sources of several VMAs, moved one VMA per call")
 
 typedef struct remalloc_stats_s {
   size_t allocated;        /* bytes in live blocks (usable sizes; large blocks

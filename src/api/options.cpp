@@ -46,6 +46,10 @@ static Option g_options[kNumOptions] = {
     // Secure build only (its range is 0..0 elsewhere, so setting it fails).
     {"guard_sample", kSecure ? 1000 : 0, kInt, 0, kSecure ? 1L << 30 : 0, "",
      "secure build: 1 in N small allocations gets its own page against a guard page (0 off)"},
+    // Secure build only, read at start-up (guarded pages exist by then).
+    {"guard_install", kSecure ? 1 : 0, kBool, 0, kSecure ? 1 : 0, "",
+     "secure build, start-up only: MADV_GUARD_INSTALL where the kernel has it (0: as if it had not: "
+     "mprotect for sampled pages, no tail guards)"},
 };
 
 static bool lower_eq(const char* a, const char* b) {
@@ -149,6 +153,7 @@ void init() {
       refuse(var, val, 0, false);
   }
   if (g_options[kCgroup].value) g_limits = cgroup::read();
+  if (kSecure && !g_options[kGuardInstall].value) os::disable_guards();
   apply();
 }
 
@@ -166,6 +171,8 @@ bool set(Id id, long value) {
     }
     return false;
   }
+  // Guards already installed cannot be taken back for mprotect: start-up only.
+  if (id == kGuardInstall && value != g_options[id].value) return false;
   g_options[id].value = value;
   apply();
   // remalloc_option_set("guard_sample", n) applies to the caller at once.

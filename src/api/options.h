@@ -27,6 +27,7 @@ enum Id : int {
   kMemoryLimit,
   kCgroup,
   kGuardSample,
+  kGuardInstall,
   kNumOptions
 };
 

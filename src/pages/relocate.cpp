@@ -104,6 +104,7 @@ void* realloc_large(Span* s, size_t new_size) {
     if (kind == movers::kMremap) {
       ok = movers::move_mremap(to, from, len, &out);
       if (out.calls) vma::note_added(2 * size_t(out.calls));
+      if (out.calls > 1) count(kCount_moves_multi_vma);
       // Refused (the program's own mappings may have used up
       // vm.max_map_count, unseen by the estimate): recount, so the next
       // moves skip mremap for the budget instead of failing one by one.

@@ -35,6 +35,9 @@ bool advise_hugepage(void* p, size_t size, bool on);
 // returns false without a system call); guard_remove() makes the pages
 // ordinary zero-fill pages again.
 bool guards_available();
+// Makes guards_available() say no, as on a kernel without them (the secure
+// build's REMALLOC_GUARD_INSTALL=0); only before anything asked.
+void disable_guards();
 bool guard_install(void* p, size_t size);
 bool guard_remove(void* p, size_t size);
 // Page protection (mprotect): read-write, or no access at all. Splits the

@@ -92,6 +92,41 @@ TEST_F(Sampled, LargerThanAPageIsNeverSampled) {
   ta::free(q);
 }
 
+// The pool is guarded with MADV_GUARD_INSTALL (no VMA split: the page of a
+// sampled block lies inside the whole pool's VMA), or with mprotect where the
+// kernel lacks guards or REMALLOC_GUARD_INSTALL=0 asks (the page becomes a
+// VMA of its own). ctest runs this file both ways (api.sampled_mprotect).
+TEST_F(Sampled, PoolIsGuardedByTheMechanismAskedFor) {
+  const char* env = std::getenv("REMALLOC_GUARD_INSTALL");
+  bool want_mprotect = (env && std::string(env) == "0") || madvise(nullptr, 0, 102 /* MADV_GUARD_INSTALL */) != 0;
+  sample_all();
+  size_t before = sampled_total();
+  char* p = static_cast<char*>(ta::malloc(64));
+  sample_none();
+  ASSERT_EQ(sampled_total(), before + 1) << "not sampled";
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  unsigned long lo = 0, hi = 0;
+  std::string maps = tu::read_file("/proc/self/maps");
+  for (size_t at = 0; at < maps.size();) {
+    size_t eol = maps.find('\n', at);
+    if (eol == std::string::npos) eol = maps.size();
+    unsigned long l, h;
+    if (std::sscanf(maps.c_str() + at, "%lx-%lx", &l, &h) == 2 && l <= a && a < h) {
+      lo = l;
+      hi = h;
+      break;
+    }
+    at = eol + 1;
+  }
+  ASSERT_NE(hi, 0u) << "the sampled block is in no mapping";
+  if (want_mprotect) {
+    EXPECT_EQ(hi - lo, 4096u) << "mprotect opens the block's page as a VMA of its own";
+  } else {
+    EXPECT_GE(hi - lo, 128u * 4096) << "guard pages must not split the pool's VMA";
+  }
+  ta::free(p);
+}
+
 TEST_F(Sampled, OverflowPastASampledBlockFaults) {
   for (size_t n : {size_t{8}, size_t{48}, size_t{200}, size_t{4096}}) {
     EXPECT_EXIT(

@@ -7,6 +7,7 @@
 // REMALLOC_ prefix in any case; set()/valid() and what apply() pushes down.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 
 #include "api/options.h"
 #include "pages/page_heap.h"
+#include "platform/os.h"
 #include "platform/vma.h"
 
 namespace {
@@ -34,6 +36,7 @@ struct Row {
   long def;
   Kind kind;
   long min, max;
+  bool startup_only = false;  // read from the environment only
 };
 
 // The table as documented (README and options.cpp); a change there must
@@ -59,6 +62,9 @@ const Row kRows[] = {
     // The secure build's sampling rate; 0..0 (nothing to set) elsewhere.
     {"guard_sample", options::kGuardSample, REMALLOC_TEST_SECURE ? 1000 : 0, kInt, 0,
      REMALLOC_TEST_SECURE ? 1L << 30 : 0},
+    // The secure build's guard mechanism (start-up only); 0..0 elsewhere.
+    {"guard_install", options::kGuardInstall, REMALLOC_TEST_SECURE ? 1 : 0, kBool, 0, REMALLOC_TEST_SECURE ? 1 : 0,
+     true},
 };
 static_assert(sizeof kRows / sizeof kRows[0] == options::kNumOptions, "a row per option");
 
@@ -327,12 +333,36 @@ TEST(Options, SetRefusesOutOfRangeAndKeepsTheValue) {
     EXPECT_EQ(options::get(r.id), old);
     EXPECT_FALSE(options::set(r.id, r.min - 1));
     EXPECT_EQ(options::get(r.id), old);
+    if (r.startup_only) {
+      // In range but after start-up: refused, the value kept.
+      for (long v = r.min; v <= r.max; v++) EXPECT_EQ(options::set(r.id, v), v == old) << v;
+      EXPECT_EQ(options::get(r.id), old);
+      continue;
+    }
     EXPECT_TRUE(options::set(r.id, r.max));
     EXPECT_EQ(options::get(r.id), r.max);
     EXPECT_TRUE(options::set(r.id, r.min));
     EXPECT_EQ(options::get(r.id), r.min);
     EXPECT_TRUE(options::set(r.id, old));
   }
+}
+
+TEST(Options, GuardInstallOffAtStartUpTurnsGuardsOff) {
+  if (!REMALLOC_TEST_SECURE) GTEST_SKIP() << "guard_install exists only in the secure build";
+  // In a child, as the environment sets it before anything asks the kernel:
+  // guards are off (exit 5 otherwise).
+  ChildResult off = init_in_child({{"REMALLOC_GUARD_INSTALL", "0"}}, [] {
+    if (os::guards_available()) _exit(5);
+  });
+  ASSERT_EQ(off.values.size(), size_t(options::kNumOptions));
+  EXPECT_EQ(off.values[options::kGuardInstall], 0);
+  // By default guards are used wherever the kernel has them (exit 6 otherwise).
+  ChildResult on = init_in_child({}, [] {
+    bool kernel_has = madvise(nullptr, 0, 102 /* MADV_GUARD_INSTALL */) == 0;
+    if (os::guards_available() != kernel_has) _exit(6);
+  });
+  ASSERT_EQ(on.values.size(), size_t(options::kNumOptions));
+  EXPECT_EQ(on.values[options::kGuardInstall], 1);
 }
 
 TEST(Options, SetAppliesToTheLowerLayers) {
