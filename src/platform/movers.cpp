@@ -145,7 +145,7 @@ static uintptr_t vma_end_at(uintptr_t addr) {
 
 // ---- mremap -----------------------------------------------------------------
 static std::atomic<int> g_mremap_state{0};  // 0 unknown, 1 yes, 2 no
-static bool g_mremap_by_vma = false;        // set by the probe, before state 1
+static std::atomic<bool> g_mremap_by_vma{false};  // set by the probe, before state 1
 
 static void* raw_mremap(void* src, size_t len, void* dst) {
   return mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
@@ -188,7 +188,7 @@ bool mremap_dontunmap_available() {
     // Without the boundaries, only a kernel that refuses multi-VMA moves
     // whole is safe to hand a range that may span several.
     if (ok && !by_vma && kernel_moves_several_vmas()) ok = false;
-    g_mremap_by_vma = by_vma;
+    g_mremap_by_vma.store(by_vma, std::memory_order_relaxed);
   } else {
     // No page to probe with (out of address space, or the program used up
     // vm.max_map_count): say no now and probe again next time, instead of
@@ -201,7 +201,7 @@ bool mremap_dontunmap_available() {
 
 const char* mremap_mode() {
   if (!mremap_dontunmap_available()) return "no";
-  return g_mremap_by_vma ? "yes (VMA by VMA)" : "yes (one call: this kernel refuses multi-VMA moves whole)";
+  return g_mremap_by_vma.load(std::memory_order_relaxed) ? "yes (VMA by VMA)" : "yes (one call: this kernel refuses multi-VMA moves whole)";
 }
 
 bool move_mremap(void* dstp, void* srcp, size_t len, Outcome* out) {
@@ -213,11 +213,12 @@ bool move_mremap(void* dstp, void* srcp, size_t len, Outcome* out) {
   size_t third = align_down(len / 3, kPageSize);
   bool three = fail_step >= 0 && third > 0;
   size_t fail_at = !three || fail_step == 0 ? 0 : fail_step == 1 ? third : 2 * third;
+  const bool by_vma = g_mremap_by_vma.load(std::memory_order_relaxed);
   size_t done = 0;
   while (done < len) {
     size_t chunk = len - done;
     if (three && done < 2 * third) chunk = (done < third ? third : 2 * third) - done;
-    if (g_mremap_by_vma) {
+    if (by_vma) {
       uintptr_t at = reinterpret_cast<uintptr_t>(src + done);
       uintptr_t end = vma_end_at(at);
       if (!end) {  // cannot tell where the VMA ends: do not guess
