@@ -5,6 +5,9 @@
 // Uses the prefixed API (override off), so it also runs under sanitizers.
 #include <gtest/gtest.h>
 #include <remalloc/remalloc.h>
+#include <fcntl.h>
+#include <linux/types.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -343,6 +346,58 @@ TEST(Engine, GrowInPlaceAndShrinkMoveNothing) {
   EXPECT_EQ(all_moves(a), all_moves(b));
   EXPECT_EQ(a.bytes_copied, b.bytes_copied);
   EXPECT_EQ(a.allocated, b.allocated);
+  remalloc_free(r);
+}
+
+// Can this process ask /proc/self/maps for the VMA under an address
+// (PROCMAP_QUERY, Linux 6.11)? The mremap mover needs it to move VMA by VMA.
+bool procmap_query_works() {
+  struct {
+    __u64 size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+    __u32 dev_major, dev_minor, vma_name_size, build_id_size;
+    __u64 vma_name_addr, build_id_addr;
+  } q;
+  memset(&q, 0, sizeof q);
+  q.size = sizeof q;
+  q.query_addr = reinterpret_cast<uintptr_t>(&q);
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ioctl(fd, _IOWR('f', 17, decltype(q)), &q) == 0;
+  close(fd);
+  return ok;
+}
+
+// A block moved by mremap onto the front of a run with room, then grown into
+// that room, spans two VMAs (the moved pages keep their own). Its next move
+// goes VMA by VMA: one mremap call each, every page remapped, none copied.
+TEST(Engine, ABlockOfSeveralVmasMovesOneVmaPerCall) {
+  if (!procmap_query_works()) GTEST_SKIP() << "no PROCMAP_QUERY here: the mremap mover does not split moves";
+  EngineOptionGuard opt;
+  opt.set("mover", 0);
+  opt.set("grow_headroom", 1);
+  opt.set("grow_inplace", 0);
+  size_t n = 1u << 20;
+  void* p = remalloc_malloc(n);
+  ASSERT_NE(p, nullptr);
+  fill(p, n, 21);
+  remalloc_stats_t b = stats();
+  void* q = remalloc_realloc(p, 2 * n);  // moved: 1 MiB of moved pages, then room
+  ASSERT_NE(q, nullptr);
+  ASSERT_NE(q, p);
+  ASSERT_TRUE(check(q, n, n, 21));
+  // Fill the grown block whole: its second half lies in the run's own VMA.
+  fill(q, 2 * n, 22);
+  size_t span = remalloc_usable_size(q);
+  ASSERT_GE(span, 2 * n);
+  void* r = remalloc_realloc(q, 8 * span);  // moved again: the source spans two VMAs
+  ASSERT_NE(r, nullptr);
+  ASSERT_NE(r, q);
+  EXPECT_TRUE(check(r, 2 * n, 2 * n, 22));
+  remalloc_stats_t a = stats();
+  EXPECT_EQ(a.moves_mremap, b.moves_mremap + 2);
+  EXPECT_EQ(a.moves_multi_vma, b.moves_multi_vma + 1) << "the second move's source spans two VMAs";
+  EXPECT_EQ(a.bytes_copied, b.bytes_copied) << "every page should be remapped";
+  EXPECT_EQ(a.fallback_error, b.fallback_error);
   remalloc_free(r);
 }
 
