@@ -218,21 +218,18 @@ bool move_mremap(void* dstp, void* srcp, size_t len, Outcome* out) {
   while (done < len) {
     size_t chunk = len - done;
     if (three && done < 2 * third) chunk = (done < third ? third : 2 * third) - done;
+    // Where the VMA ends cannot be told: do not guess, fail this step.
+    bool unknown = false;
     if (by_vma) {
       uintptr_t at = reinterpret_cast<uintptr_t>(src + done);
       uintptr_t end = vma_end_at(at);
-      if (!end) {  // cannot tell where the VMA ends: do not guess
-        out->err = errno ? errno : EFAULT;
-        if (done == 0) return false;
-        finish_by_copy(dst, src, len, done, out);
-        return true;
-      }
-      if (end - at < chunk) chunk = end - at;
+      unknown = end == 0;
+      if (!unknown && end - at < chunk) chunk = end - at;
     }
     bool fail = fail_step >= 0 && done == fail_at;
-    void* r = fail ? MAP_FAILED : raw_mremap(src + done, chunk, dst + done);
+    void* r = fail || unknown ? MAP_FAILED : raw_mremap(src + done, chunk, dst + done);
     if (r != dst + done) {
-      out->err = fail ? ENOMEM : errno;
+      out->err = fail ? ENOMEM : unknown ? EFAULT : errno;
       if (done == 0) return false;
       finish_by_copy(dst, src, len, done, out);
       return true;
