@@ -40,6 +40,9 @@ RM_EXPORT void cfree(void* p) { api::free(p); }
 RM_EXPORT int malloc_trim(size_t pad) { return remalloc_trim(pad); }
 RM_EXPORT void malloc_stats(void) { remalloc_stats_print(2); }
 RM_EXPORT int mallopt(int, int) { return 1; }  // accepted and ignored
+// Not an allocator call: remalloc's reservations must not make the
+// program's mlockall fail (see api::lock_all).
+RM_EXPORT int mlockall(int flags) { return api::lock_all(flags); }
 
 RM_EXPORT struct mallinfo2 mallinfo2(void) {
   remalloc_stats_t st;

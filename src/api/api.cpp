@@ -3,6 +3,9 @@
 #include "api/api.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -316,6 +319,17 @@ void* aligned(size_t align, size_t size) {
 
 // ---- the prefixed C API --------------------------------------------------------
 using namespace remalloc;
+
+namespace remalloc::api {
+// Tries the call as it is first: a privileged process, or one within its
+// limit, sees no difference. Only an ENOMEM for MCL_CURRENT trims.
+int lock_all(int flags) {
+  long r = syscall(SYS_mlockall, flags);
+  if (r == 0 || errno != ENOMEM || !(flags & MCL_CURRENT)) return int(r);
+  pages::trim_reservations();
+  return int(syscall(SYS_mlockall, flags));
+}
+}  // namespace remalloc::api
 
 extern "C" {
 

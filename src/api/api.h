@@ -17,6 +17,11 @@ void* calloc(size_t n, size_t size);
 void* aligned(size_t align, size_t size);  // align: power of two
 size_t usable_size(const void* p);
 void ensure_init();
+// mlockall(2) for the override: the system call, and when it fails with
+// ENOMEM for MCL_CURRENT (an unprivileged process's mapped address space
+// exceeds RLIMIT_MEMLOCK: inaccessible reservations count too), once more
+// after releasing the arenas' never-committed reservations.
+int lock_all(int flags);
 // Secure build: this thread's sample countdown ran out (heap/sampled.h).
 void* malloc_sampled(size_t size);
 

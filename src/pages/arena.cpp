@@ -1,6 +1,7 @@
 // page heap: arena reservation, the arena map, and the validators of
 // arenas and of the span/slab contract.
 #include <cstring>
+#include <utility>
 
 #include "pages/free_runs.h"
 #include "pages/internal.h"
@@ -10,36 +11,93 @@
 
 namespace remalloc::pages {
 
-Arena* g_arena_map[kArenaMapSize];
+// The arena map's shared empty leaf (read-only: a lookup in a range without
+// arenas finds null there) and its root, constant-initialised to it.
+static Arena* const g_empty_leaf[kMapLeafSize] = {};
+template <size_t... I>
+static constexpr ArenaMapRoot make_root(std::index_sequence<I...>) {
+  return ArenaMapRoot{{((void)I, &g_empty_leaf[0])...}};
+}
+constinit ArenaMapRoot g_arena_map = make_root(std::make_index_sequence<kMapRootSize>{});
 Arena* g_arenas;
 size_t g_arena_count;
 size_t g_mapped_bytes;
 size_t g_meta_bytes;
 
+// The writable leaf for address a, made on first use (nullptr when the
+// reservation fails).
+static Arena** leaf_for(uintptr_t a) {
+  size_t r = a >> kMapRootShift;
+  if (g_arena_map.leaf[r] != g_empty_leaf) return const_cast<Arena**>(g_arena_map.leaf[r]);
+  Arena** leaf = static_cast<Arena**>(os::reserve(kMapLeafSize * sizeof(Arena*), kPageSize));
+  if (!leaf) return nullptr;
+  g_meta_bytes += kMapLeafSize * sizeof(Arena*);
+  // Published after its (zero) contents: readers without the lock follow it.
+  __atomic_store_n(&g_arena_map.leaf[r], leaf, __ATOMIC_RELEASE);
+  return leaf;
+}
+
+static void set_map_entry(uintptr_t granule, Arena* a) {
+  Arena** leaf = const_cast<Arena**>(g_arena_map.leaf[granule >> kMapRootShift]);
+  __atomic_store_n(&leaf[(granule >> kArenaMapShift) & (kMapLeafSize - 1)], a, __ATOMIC_RELEASE);
+}
+
+// Byte offsets inside the metadata reservation: the header, back[] (one
+// entry per page of the arena's whole granules), then the descriptors.
+static size_t back_offset() { return align_up(sizeof(Arena), 64); }
+static size_t meta_offset(size_t back_pages) { return align_up(back_offset() + back_pages * sizeof(uint32_t), 64); }
+// Bytes of the metadata reservation that must be read-write for the first
+// n descriptors to be usable.
+static size_t meta_commit_bytes(const Arena* a, size_t n) {
+  size_t end = size_t(reinterpret_cast<const char*>(a->meta + n) - reinterpret_cast<const char*>(a));
+  end = align_up(end, kPageSize);
+  return end < a->meta_bytes ? end : a->meta_bytes;
+}
+// Descriptors wholly inside the first `bytes` of the reservation.
+static size_t meta_pages_in(const Arena* a, size_t bytes) {
+  size_t off = size_t(reinterpret_cast<const char*>(a->meta) - reinterpret_cast<const char*>(a));
+  size_t n = bytes > off ? (bytes - off) / sizeof(Span) : 0;
+  return n < a->npages ? n : a->npages;
+}
+
+// Makes descriptors meta[0, n) read-write.
+static bool commit_meta(Arena* a, size_t n) {
+  if (n > a->npages) n = a->npages;
+  if (n <= a->meta_pages) return true;
+  size_t have = meta_commit_bytes(a, a->meta_pages);
+  size_t want = meta_commit_bytes(a, n);
+  if (want > have && !os::commit(reinterpret_cast<char*>(a) + have, want - have)) return false;
+  a->meta_pages = meta_pages_in(a, want);
+  return true;
+}
+
 static Arena* make_arena(size_t bytes, Region region) {
-  void* base = os::reserve(bytes, kArenaGranule);
+  void* base = os::reserve_inaccessible(bytes, kArenaGranule);
   if (!base) return nullptr;
   size_t npages = bytes >> kPageShift;
   // `back` covers whole map granules even when the arena is smaller (under
   // RLIMIT_AS): span_of() indexes it for any address of the granule. Entries
-  // past the arena lead to the first descriptor, which contains no such
-  // address, so a foreign pointer there is reported, never followed.
+  // past the arena are 0 and lead to the first descriptor, which contains no
+  // such address, so a foreign pointer there is reported, never followed.
   size_t back_pages = align_up(bytes, kArenaGranule) >> kPageShift;
-  size_t meta_bytes =
-      align_up(sizeof(Arena), 64) + npages * sizeof(Span) + back_pages * sizeof(uint32_t);
-  meta_bytes = align_up(meta_bytes, kPageSize);
-  char* meta = static_cast<char*>(os::reserve(meta_bytes, kPageSize));
-  if (!meta) {
+  size_t meta_bytes = align_up(meta_offset(back_pages) + npages * sizeof(Span), kPageSize);
+  char* meta = static_cast<char*>(os::reserve_inaccessible(meta_bytes, kPageSize));
+  // The header, back[] and the first descriptors are read-write from the
+  // start; the rest of the descriptors follow the arena's commits.
+  size_t first = align_up(meta_offset(back_pages) + sizeof(Span), kPageSize);
+  if (!meta || !os::commit(meta, first)) {
+    if (meta) os::release(meta, meta_bytes);
     os::release(base, bytes);
     return nullptr;
   }
   Arena* a = reinterpret_cast<Arena*>(meta);
   a->base = reinterpret_cast<uintptr_t>(base);
   a->npages = npages;
-  a->meta = reinterpret_cast<Span*>(meta + align_up(sizeof(Arena), 64));
-  a->back = reinterpret_cast<uint32_t*>(a->meta + npages);
-  for (size_t i = npages; i < back_pages; i++) a->back[i] = uint32_t(i);
+  a->back = reinterpret_cast<uint32_t*>(meta + back_offset());
+  a->meta = reinterpret_cast<Span*>(meta + meta_offset(back_pages));
   a->meta_bytes = meta_bytes;
+  a->committed = 0;
+  a->meta_pages = meta_pages_in(a, first);
   a->region = region;
   a->uffd_gen = 0;
   if (region == kRegionUffd) {
@@ -50,8 +108,23 @@ static Arena* make_arena(size_t bytes, Region region) {
     }
     a->uffd_gen = movers::uffd_generation();
   }
-  vma::note_added(2);
+  // The arena, and the metadata in two (read-write, inaccessible); the
+  // arena's first commit splits it in two as well.
+  vma::note_added(4);
   return a;
+}
+
+bool commit_locked(Arena* a, size_t end) {
+  if (end <= a->committed) return true;
+  size_t want = align_up(end, kCommitStep);
+  if (want > a->npages) want = a->npages;
+  // The descriptor of the page after the mark too: the free run that starts
+  // there is written when the pages below are carved.
+  if (!commit_meta(a, want + 1)) return false;
+  char* from = reinterpret_cast<char*>(a->base + (a->committed << kPageShift));
+  if (!os::commit(from, (want - a->committed) << kPageShift)) return false;
+  a->committed = want;
+  return true;
 }
 
 Arena* new_arena_locked(size_t npages, size_t align_pages, Region region) {
@@ -68,7 +141,9 @@ Arena* new_arena_locked(size_t npages, size_t align_pages, Region region) {
   if (need >= want / 4) want = align_up(need * 4, kArenaGranule);
   if (want < granule_bytes) want = granule_bytes;
   Arena* a = nullptr;
-  // Under RLIMIT_AS a big reservation may fail: halve down to the minimum.
+  // Under RLIMIT_AS (or RLIMIT_MEMLOCK after mlockall(MCL_FUTURE), which
+  // counts inaccessible reservations too) a big reservation may fail:
+  // halve down to the minimum.
   for (size_t bytes = want;;) {
     a = make_arena(bytes, region);
     if (a || bytes == min_bytes) break;
@@ -78,8 +153,15 @@ Arena* new_arena_locked(size_t npages, size_t align_pages, Region region) {
     bytes = bytes < want || half < min_bytes || half == bytes ? min_bytes : half;
   }
   if (!a) return nullptr;
-  for (uintptr_t p = a->base; p < a->base + a->bytes(); p += kArenaGranule)
-    g_arena_map[p >> kArenaMapShift] = a;
+  for (uintptr_t p = a->base; p < a->base + a->bytes(); p += kArenaGranule) {
+    if (!leaf_for(p)) {
+      for (uintptr_t q = a->base; q < p; q += kArenaGranule) set_map_entry(q, nullptr);
+      os::release(reinterpret_cast<void*>(a->base), a->bytes());
+      os::release(a, a->meta_bytes);
+      return nullptr;
+    }
+    set_map_entry(p, a);
+  }
   a->next_arena = g_arenas;
   g_arenas = a;
   g_arena_count++;
@@ -90,6 +172,62 @@ Arena* new_arena_locked(size_t npages, size_t align_pages, Region region) {
   return a;
 }
 
+size_t map_resident_locked() {
+  size_t n = os::resident_in(&g_arena_map, sizeof g_arena_map);
+  for (size_t r = 0; r < kMapRootSize; r++)
+    if (g_arena_map.leaf[r] != g_empty_leaf) n += os::resident_in(g_arena_map.leaf[r], kMapLeafSize * sizeof(Arena*));
+  return n;
+}
+
+size_t trim_reservations_locked() {
+  size_t released = 0;
+  for (Arena* a = g_arenas; a; a = a->next_arena) {
+    // The free run that ends the arena (every page at or above the commit
+    // mark is free, so there is one unless the arena is committed whole
+    // and full to its end).
+    Span* f = &a->meta[a->back[a->npages - 1]];
+    size_t first = index_of(a, f);
+    if (f->kind != kSpanFree || first + f->npages != a->npages) {
+      if (a->committed < a->npages)
+        fatal("arena: the pages above the commit mark are not free", reinterpret_cast<void*>(a->base));
+      continue;
+    }
+    // Keep the pages in use, rounded up to 64 KiB: the free pages above
+    // them, committed or not, go back to the kernel. (The arena is then no
+    // longer a multiple of 2 MiB; it is committed to its end.)
+    size_t keep = align_up(first > 0 ? first : 1, kTrimStep);
+    if (keep >= a->npages) continue;
+    uint8_t flags = f->flags;
+    uint64_t t = f->free_ns;
+    size_t lo = f->maint_lo, hi = f->maint_hi;
+    free_runs::unlink_run(f);
+    size_t old_pages = a->npages;
+    // Entries of back[] past the new end that a lookup may still read
+    // (those of the granule the new end lies in) must lead to meta[0].
+    size_t granule_end = align_up(keep, kArenaGranule >> kPageShift);
+    for (size_t i = keep; i < granule_end && i < old_pages; i++) a->back[i] = 0;
+    for (uintptr_t p = a->base + align_up(keep << kPageShift, kArenaGranule); p < a->base + (old_pages << kPageShift);
+         p += kArenaGranule)
+      set_map_entry(p, nullptr);
+    a->npages = keep;
+    if (a->committed > keep) a->committed = keep;
+    if (a->meta_pages > keep) a->meta_pages = keep;
+    if (first < keep) free_runs::make_run(a, first, keep - first, flags, t, lo, hi > keep ? keep : hi);
+    os::release(reinterpret_cast<void*>(a->base + (keep << kPageShift)), (old_pages - keep) << kPageShift);
+    size_t meta_keep = meta_commit_bytes(a, keep);
+    if (meta_keep < a->meta_bytes) {
+      os::release(reinterpret_cast<char*>(a) + meta_keep, a->meta_bytes - meta_keep);
+      g_meta_bytes -= a->meta_bytes - meta_keep;
+      released += a->meta_bytes - meta_keep;
+      a->meta_bytes = meta_keep;
+    }
+    g_mapped_bytes -= (old_pages - keep) << kPageShift;
+    released += (old_pages - keep) << kPageShift;
+  }
+  vma::note_changed();
+  return released;
+}
+
 void validate_arenas_locked(ArenaTally* t) {
   size_t count = 0, mapped = 0;
   for (Arena* a = g_arenas; a; a = a->next_arena) {
@@ -97,7 +235,11 @@ void validate_arenas_locked(ArenaTally* t) {
     mapped += a->bytes();
     if (a->base & (kArenaGranule - 1)) fatal("arena: base not aligned to the map granule", reinterpret_cast<void*>(a->base));
     for (uintptr_t p = a->base; p < a->base + a->bytes(); p += kArenaGranule)
-      if (g_arena_map[p >> kArenaMapShift] != a) fatal("arena: map entry does not lead to its arena", reinterpret_cast<void*>(p));
+      if (map_entry(p) != a) fatal("arena: map entry does not lead to its arena", reinterpret_cast<void*>(p));
+    if (a->committed > a->npages || (a->committed % kCommitStep && a->committed != a->npages))
+      fatal("arena: commit mark out of range or off its step", reinterpret_cast<void*>(a->base));
+    if (a->meta_pages < (a->committed < a->npages ? a->committed + 1 : a->npages) || a->meta_pages > a->npages)
+      fatal("arena: descriptors below the commit mark are not committed", reinterpret_cast<void*>(a->base));
     // The runs tile the arena: from each run's first page, its npages lead
     // to the next run's first page.
     for (size_t idx = 0; idx < a->npages;) {
@@ -106,7 +248,9 @@ void validate_arenas_locked(ArenaTally* t) {
       if (s->npages == 0 || idx + s->npages > a->npages || s->arena != a ||
           s->start != a->base + (idx << kPageShift))
         fatal("arena: runs do not tile the arena", reinterpret_cast<void*>(a->base + (idx << kPageShift)));
-      if (a->back[idx] != 0) fatal("arena: back[] of a run's first page is not 0", reinterpret_cast<void*>(s->start));
+      if (a->back[idx] != idx) fatal("arena: back[] of a run's first page does not lead to it", reinterpret_cast<void*>(s->start));
+      if (kind != kSpanFree && idx + s->npages > a->committed)
+        fatal("arena: a block or slab above the commit mark", reinterpret_cast<void*>(s->start));
       switch (kind) {
         case kSpanFree: t->free_bytes += s->bytes(); t->free_runs++; break;
         case kSpanLarge: t->large_bytes += s->bytes(); break;
@@ -114,7 +258,7 @@ void validate_arenas_locked(ArenaTally* t) {
         case kSpanSlab:
           t->slab_bytes += s->bytes();
           for (size_t i = 1; i < s->npages; i++)
-            if (a->back[idx + i] != i) fatal("arena: back[] wrong inside a slab", reinterpret_cast<void*>(s->start));
+            if (a->back[idx + i] != idx) fatal("arena: back[] wrong inside a slab", reinterpret_cast<void*>(s->start));
           break;
         default:
           // A run in transit: carved by a thread that has not set its kind

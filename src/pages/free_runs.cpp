@@ -90,7 +90,7 @@ void shrink_hull(Span* f, size_t lo, size_t hi) {
 static Span* run_before(Arena* a, size_t idx) {
   if (idx == 0) return nullptr;
   size_t last = idx - 1;
-  size_t head = last - a->back[last];
+  size_t head = a->back[last];
   Span* f = &a->meta[head];
   // A neighbour's kind may be changed by its owner without the lock (large
   // cache: kSpanLarge <-> kSpanCached, never to or from kSpanFree).
@@ -127,8 +127,8 @@ Span* make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t
   f->start = a->base + (idx << kPageShift);
   f->arena = a;
   f->free_ns = t;
-  a->back[idx] = 0;
-  a->back[idx + n - 1] = uint32_t(n - 1);
+  a->back[idx] = uint32_t(idx);
+  a->back[idx + n - 1] = uint32_t(idx);
   bin_insert(f, Region(a->region));
   purging::track(f);
   g_free_bytes += f->bytes();
@@ -226,7 +226,7 @@ Span* carve(Span* f, size_t skip, size_t npages) {
   s->npages = npages;
   s->start = a->base + ((idx + skip) << kPageShift);
   s->arena = a;
-  a->back[idx + skip] = 0;
+  a->back[idx + skip] = uint32_t(idx + skip);
   return s;
 }
 
@@ -250,7 +250,7 @@ size_t validate_locked() {
           fatal("free runs: run in the wrong bin", reinterpret_cast<void*>(f->start));
         if (f->start != a->base + (idx << kPageShift) || idx + f->npages > a->npages)
           fatal("free runs: run outside its arena", reinterpret_cast<void*>(f->start));
-        if (a->back[idx] != 0 || a->back[idx + f->npages - 1] != f->npages - 1)
+        if (a->back[idx] != idx || a->back[idx + f->npages - 1] != idx)
           fatal("free runs: back[] wrong at a run's ends", reinterpret_cast<void*>(f->start));
         if (run_at(const_cast<Arena*>(a), idx + f->npages) ||
             run_before(const_cast<Arena*>(a), idx))

@@ -9,7 +9,7 @@
 //  - no two free runs are adjacent (coalescing is complete);
 //  - a run is in the bin of its size in the bin set of its arena's region,
 //    and a bin's bitmap bit is set iff the bin is non-empty;
-//  - back[first] == 0 and back[last] == npages - 1;
+//  - back[first] == back[last] == first (the index of the run's first page);
 //  - the dirty hull [maint_lo, maint_hi) lies in the run, empty iff clean;
 //  - free_bytes() is the sum of run bytes, dirty_bytes() the sum of hulls.
 // All functions need the page lock.

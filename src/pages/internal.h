@@ -25,6 +25,24 @@ RM_INLINE size_t index_of(const Arena* a, const Span* s) { return size_t(s - a->
 // A new arena with room for `npages` aligned to `align_pages`, in `region`;
 // registered in the arena map, its pages one clean free run.
 Arena* new_arena_locked(size_t npages, size_t align_pages, Region region);
+// Arenas are committed (made read-write) from their start in steps of
+// kCommitStep pages (2 MiB, so a huge block's interior is never split
+// between committed and not), as runs are handed out.
+constexpr size_t kCommitStep = kHugePageSize >> kPageShift;
+// An arena trimmed for mlockall ends at a multiple of this many pages.
+constexpr size_t kTrimStep = 16;
+// Makes pages [0, end) of `a` read-write (rounded up to the step) and their
+// descriptors usable; false when the kernel refuses (under
+// mlockall(MCL_FUTURE), past RLIMIT_MEMLOCK): the caller fails cleanly.
+// Call before carving a run that ends above a->committed.
+bool commit_locked(Arena* a, size_t end);
+// Releases the reserved, never-committed tail of every arena and of its
+// descriptors, keeping at least one commit step: arenas end at their commit
+// mark after it. For mlockall(MCL_CURRENT), which counts every mapped page
+// against RLIMIT_MEMLOCK. Returns the bytes released.
+size_t trim_reservations_locked();
+// Resident bytes of the arena map (root and leaves).
+size_t map_resident_locked();
 extern Arena* g_arenas;  // all arenas, newest first
 extern size_t g_arena_count;
 extern size_t g_mapped_bytes;     // sum of arena bytes

@@ -82,6 +82,8 @@ static Span* take_run(size_t npages, size_t align, Region region, bool room_afte
     }
     if (!f) return nullptr;
   }
+  // The pages become read-write before anyone can use them.
+  if (!commit_locked(f->arena, index_of(f->arena, f) + skip + npages)) return nullptr;
   return free_runs::carve(f, skip, npages);
 }
 
@@ -120,7 +122,7 @@ Span* alloc_slab(size_t npages) {
   if (!s) return nullptr;
   Arena* a = s->arena;
   size_t idx = index_of(a, s);
-  for (size_t i = 1; i < npages; i++) a->back[idx + i] = uint32_t(i);
+  for (size_t i = 1; i < npages; i++) a->back[idx + i] = uint32_t(idx);
   s->kind = kSpanSlab;
   s->flags = 0;
   g_slabs++;
@@ -188,6 +190,7 @@ bool resize_in_place(Span* s, size_t new_pages, size_t new_size) {
   Span* r = free_runs::run_at(a, idx + s->npages);
   size_t need = new_pages - s->npages;
   if (!r || r->npages < need) return false;
+  if (!commit_locked(a, idx + new_pages)) return false;
   Span* claimed = free_runs::carve(r, 0, need);
   if (claimed->flags & kFreeSplit) s->flags |= kLargeMovedIn;
   claimed->flags = 0;
@@ -226,6 +229,13 @@ size_t purge(bool all) {
   return purging::purged_bytes() - before;
 }
 
+size_t trim_reservations() {
+  LockGuard g(g_lock);
+  size_t n = trim_reservations_locked();
+  RM_VALIDATE_SOMETIMES();
+  return n;
+}
+
 uint64_t background_step(uint32_t* seq) {
   LockGuard g(g_lock);
   return purging::background_step(os::now_ns(), seq);
@@ -261,7 +271,7 @@ void get_stats(Stats* out) {
   out->bg_purged_bytes = purging::background_purged_bytes();
   out->bg_heals = purging::background_heals();
   out->dirty_cap = purging::dirty_cap();
-  size_t meta = os::resident_in(g_arena_map, sizeof g_arena_map);
+  size_t meta = map_resident_locked();
   for (Arena* a = g_arenas; a; a = a->next_arena) meta += os::resident_in(a, a->meta_bytes);
   out->meta_resident = meta;
   for (int i = 0; i < kNumCounters; i++) out->counters[i] = g_counters[i].load(std::memory_order_relaxed);

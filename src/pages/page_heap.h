@@ -60,6 +60,13 @@ void* realloc_large(Span* s, size_t new_size);
 // Runs the purge of runs whose delay passed; `all` purges every dirty run
 // and heals every split one. Returns bytes purged.
 size_t purge(bool all);
+// Releases the reserved, never-committed tails of the arenas and their
+// descriptors (each arena ends at its commit mark afterwards, keeping at
+// least 2 MiB); returns the bytes of address space released. For
+// mlockall(MCL_CURRENT), which fails for an unprivileged process whose
+// mapped address space (inaccessible reservations included) exceeds
+// RLIMIT_MEMLOCK.
+size_t trim_reservations();
 
 // The background thread's side (see purge.h). background_step takes the
 // lock for one bounded batch of due work; set_background tells calls to

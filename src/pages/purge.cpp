@@ -134,7 +134,12 @@ static size_t purge_run(Span* f, size_t max_pages = ~size_t{0}) {
 // Re-maps a split free run fresh (mmap MAP_FIXED), which also purges it, so
 // it merges back into one VMA with its unmoved neighbours.
 static void heal_run(Span* f) {
-  if (!os::remap_fresh(reinterpret_cast<void*>(f->start), f->bytes())) {
+  // Only the committed part: above the mark the arena stays inaccessible
+  // (a read-write re-map there would be memory that mlockall populates).
+  Arena* a = f->arena;
+  uintptr_t mark = a->base + (a->committed << kPageShift);
+  size_t len = f->end() <= mark ? f->bytes() : f->start < mark ? mark - f->start : 0;
+  if (!os::remap_fresh(reinterpret_cast<void*>(f->start), len)) {
     split_remove(f);  // could not heal: forget it
     return;
   }

@@ -1,13 +1,16 @@
 // page heap: spans and arenas.
 //
 // An arena is a large reservation of address space (64 MiB aligned, a
-// multiple of 64 MiB), mapped read-write and NORESERVE, carved into runs of
-// pages. Every run has a Span descriptor at its first page's slot in the
-// arena's `meta` array; `back[i]` holds how many pages page i lies after the
-// first page of its run (set for every page of a slab, for the first and last
-// page of a free run, for the first page only of a large block). Lookups
-// verify what `back` says (the run must contain the address), so stale
-// entries are harmless.
+// multiple of 64 MiB), reserved inaccessible (PROT_NONE, NORESERVE) and
+// committed read-write from its start as runs are handed out (a high-water
+// mark, `committed`), carved into runs of pages. Every run has a Span
+// descriptor at its first page's slot in the arena's `meta` array, whose
+// pages are committed in step with the arena's; `back[i]` holds the index
+// of the first page of page i's run (set for every page of a slab, for the
+// first and last page of a free run, for the first page only of a large
+// block; 0, leading to meta[0], for pages never written). Lookups verify
+// what `back` says (the run must contain the address), so stale entries
+// are harmless, and every entry leads to a committed descriptor.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -118,17 +121,41 @@ constexpr unsigned kArenaMapShift = 26;  // arenas are 64 MiB aligned
 constexpr size_t kArenaGranule = size_t{1} << kArenaMapShift;
 constexpr unsigned kAddressBits = 47;
 constexpr size_t kArenaMapSize = size_t{1} << (kAddressBits - kArenaMapShift);
+// The arena map has two levels: a root of kMapRootSize entries in .bss
+// (4 KiB), each leading to a leaf of kMapLeafSize entries (32 KiB, one per
+// 64 MiB granule: a leaf covers 256 GiB), made when an arena first lands in
+// its range. Root entries without a leaf lead to one shared, all-null leaf,
+// so a lookup is two loads and no branch. (A flat table was 16 MiB of .bss,
+// which mlockall populated and which counted against RLIMIT_MEMLOCK.)
+constexpr unsigned kMapLeafBits = 12;
+constexpr unsigned kMapRootShift = kArenaMapShift + kMapLeafBits;
+constexpr size_t kMapLeafSize = size_t{1} << kMapLeafBits;
+constexpr size_t kMapRootSize = size_t{1} << (kAddressBits - kMapRootShift);
+static_assert(kMapRootSize * kMapLeafSize == kArenaMapSize, "the two levels cover the address space");
 
 struct Arena {
   uintptr_t base;      // aligned to kArenaGranule
-  size_t npages;       // pages of the arena (a multiple of 512)
-  Span* meta;          // npages descriptors
-  // Offsets to the run's first page, one per page of the arena's granules
-  // (entries past npages lead to meta[0]). Exact for every page of a slab,
+  size_t npages;       // pages of the arena (a multiple of 512; of 16 once
+                       // trimmed for mlockall)
+  Span* meta;          // npages descriptors; those of pages < meta_pages are
+                       // committed (read-write), the rest inaccessible
+  // The index of the run's first page, one per page of the arena's granules
+  // (entries past npages, and entries never written, are 0 and lead to
+  // meta[0], which is always committed). Exact for every page of a slab,
   // for both ends of a free run and the first page of a large block; other
-  // entries may be stale, so readers check the run they lead to.
+  // entries may be stale, so readers check the run they lead to. Committed
+  // whole (4 bytes a page).
   uint32_t* back;
-  size_t meta_bytes;   // size of the metadata reservation (meta + back)
+  size_t meta_bytes;   // size of the metadata reservation (header, back, meta)
+  // Pages [0, committed) of the arena are read-write, the rest PROT_NONE:
+  // every run that is not free lies below it, and committed <= npages.
+  // Only rises (commit_locked), in steps of kCommitStep pages, except when
+  // mlockall trims the reservation (trim_reservations_locked).
+  size_t committed;
+  // Descriptors meta[0, meta_pages) are committed; meta_pages >= committed
+  // + 1 (the first free run above the mark has its descriptor) unless it
+  // covers the arena.
+  size_t meta_pages;
   Arena* next_arena;
   uint8_t region;      // 0: normal (mremap moves), 1: uffd-registered
   uint32_t uffd_gen;   // registration generation
@@ -136,14 +163,22 @@ struct Arena {
 };
 
 namespace pages {
-// The arena map: one entry per 64 MiB of address space.
-extern Arena* g_arena_map[kArenaMapSize];
+// The arena map: one entry per 64 MiB of address space, in two levels.
+// Root entries are never null: a range without arenas leads to the shared
+// empty leaf. Leaves are written under the page lock and only ever gain
+// entries for new arenas (or lose them when mlockall trims an arena).
+struct ArenaMapRoot {
+  Arena* const* leaf[kMapRootSize];
+};
+extern ArenaMapRoot g_arena_map;
 
 RM_INLINE Arena* arena_of(const void* p) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (RM_UNLIKELY(a >> kAddressBits)) return nullptr;
-  return g_arena_map[a >> kArenaMapShift];
+  return g_arena_map.leaf[a >> kMapRootShift][(a >> kArenaMapShift) & (kMapLeafSize - 1)];
 }
+// The map entry of the granule holding address a (nullptr: none).
+RM_INLINE Arena* map_entry(uintptr_t a) { return arena_of(reinterpret_cast<const void*>(a)); }
 
 // The run holding p according to the metadata, or nullptr. For a slab the
 // result contains p; for other kinds the caller checks what it needs.
@@ -151,7 +186,7 @@ RM_INLINE Span* span_of(const void* p) {
   Arena* a = arena_of(p);
   if (RM_UNLIKELY(!a)) return nullptr;
   size_t idx = (reinterpret_cast<uintptr_t>(p) - a->base) >> kPageShift;
-  Span* s = &a->meta[idx - a->back[idx]];
+  Span* s = &a->meta[a->back[idx]];
   return s;
 }
 // Free-list links of small blocks (the first word of a free block). The

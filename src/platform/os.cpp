@@ -25,7 +25,7 @@ static std::atomic<int> g_reserve_failures{0};
 
 void inject_reserve_failure(int count) { g_reserve_failures.store(count, std::memory_order_relaxed); }
 
-void* reserve(size_t size, size_t align) {
+static void* reserve_prot(size_t size, size_t align, int prot) {
   if (size == 0 || size > (size_t{1} << 46)) return nullptr;
   if (RM_UNLIKELY(g_reserve_failures.load(std::memory_order_relaxed) > 0) &&
       g_reserve_failures.fetch_sub(1, std::memory_order_relaxed) > 0) {
@@ -33,7 +33,6 @@ void* reserve(size_t size, size_t align) {
     return nullptr;
   }
   const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-  const int prot = PROT_READ | PROT_WRITE;
   if (align <= kPageSize) {
     void* p = mmap(nullptr, size, prot, flags, -1, 0);
     return p == MAP_FAILED ? nullptr : p;
@@ -74,6 +73,15 @@ void* reserve(size_t size, size_t align) {
   uintptr_t end = start + total;
   if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - (aligned + size));
   return reinterpret_cast<void*>(aligned);
+}
+
+void* reserve(size_t size, size_t align) { return reserve_prot(size, align, PROT_READ | PROT_WRITE); }
+
+void* reserve_inaccessible(size_t size, size_t align) { return reserve_prot(size, align, PROT_NONE); }
+
+bool commit(void* p, size_t size) {
+  if (size == 0) return true;
+  return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
 
 void release(void* p, size_t size) {

@@ -17,6 +17,17 @@ namespace remalloc::os {
 // at least a page), mapped read-write, private, anonymous and not charged
 // against commit (MAP_NORESERVE): pages cost memory only once touched.
 void* reserve(size_t size, size_t align);
+// The same, but inaccessible (PROT_NONE): the pages cannot be touched, so
+// nothing (mlockall, prefaulting) makes them resident, until commit() makes
+// them read-write. Address space reserved this way still counts in the
+// process's total_vm (which mlockall(MCL_CURRENT) compares with
+// RLIMIT_MEMLOCK) and, under MCL_FUTURE, in its locked_vm.
+void* reserve_inaccessible(size_t size, size_t align);
+// Makes reserved pages read-write (mprotect). Merges with a read-write
+// neighbour into one VMA where the kernel can. Under mlockall(MCL_FUTURE)
+// the kernel populates (and locks) the range, and may refuse it (ENOMEM,
+// EAGAIN) past RLIMIT_MEMLOCK: callers fail cleanly.
+bool commit(void* p, size_t size);
 void release(void* p, size_t size);
 // Gives the pages' memory back (MADV_DONTNEED): the range stays mapped and
 // reads as zeros afterwards.

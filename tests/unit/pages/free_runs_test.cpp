@@ -67,7 +67,7 @@ class FreeRuns : public ::testing::Test {
     s.npages = n;
     s.start = kFakeBase + i * P;
     s.arena = &arena_;
-    back_[i] = 0;
+    back_[i] = uint32_t(i);
   }
   // Both validators, which abort on the first inconsistency.
   size_t validate() {
@@ -94,8 +94,8 @@ TEST_F(FreeRuns, MakeRunCleanRun) {
   EXPECT_EQ(f->in_list, 1);
   EXPECT_EQ(f->free_ns, 5u);
   EXPECT_EQ(f->maint_lo, f->maint_hi) << "a clean run has an empty hull";
-  EXPECT_EQ(back_[10], 0u);
-  EXPECT_EQ(back_[19], 9u);
+  EXPECT_EQ(back_[10], 10u) << "back[] holds the index of the run's first page";
+  EXPECT_EQ(back_[19], 10u);
   EXPECT_EQ(at(10), f);
   EXPECT_EQ(at(11), nullptr);
   EXPECT_EQ(at(9), nullptr);
@@ -174,7 +174,7 @@ TEST_F(FreeRuns, PutCoalescesLeftRightAndBoth) {
   EXPECT_EQ(idx(f), 0u);
   EXPECT_EQ(f->npages, 50u);
   EXPECT_EQ(back_[0], 0u);
-  EXPECT_EQ(back_[49], 49u);
+  EXPECT_EQ(back_[49], 0u);
   EXPECT_EQ(at(40), nullptr);
   EXPECT_EQ(free_runs::free_bytes(), 50 * P);
   EXPECT_EQ(validate(), 1u);
@@ -199,7 +199,7 @@ TEST_F(FreeRuns, PutDoesNotCoalesceAcrossUsedPages) {
 // really ends there before put coalesces with it.
 TEST_F(FreeRuns, PutIgnoresAStaleBackEntry) {
   free_runs::put(a(), 0, 10, 0, 1);  // [0,10)
-  back_[19] = 19;                    // stale: leads to meta[0], which ends at 10
+  back_[19] = 0;                     // stale: leads to meta[0], which ends at 10
   Span* f = free_runs::put(a(), 20, 10, 0, 2);
   EXPECT_EQ(idx(f), 20u);
   EXPECT_EQ(f->npages, 10u);
@@ -342,7 +342,7 @@ TEST_F(FreeRuns, CarveWithSkipAndTailClipsTheHull) {
   EXPECT_EQ(s->npages, 30u);
   EXPECT_EQ(s->start, kFakeBase + 110 * P);
   EXPECT_EQ(s->arena, a());
-  EXPECT_EQ(back_[110], 0u);
+  EXPECT_EQ(back_[110], 110u);
   EXPECT_EQ(s->flags, kFreeDirty | kFreeSplit) << "the hull covers [120,140) of it";
   EXPECT_EQ(s->in_list, 0);
   EXPECT_EQ(s->on_split, 0);
@@ -352,7 +352,7 @@ TEST_F(FreeRuns, CarveWithSkipAndTailClipsTheHull) {
   EXPECT_EQ(head->npages, 10u);
   EXPECT_EQ(head->flags, kFreeSplit);
   EXPECT_EQ(head->maint_lo, head->maint_hi);
-  EXPECT_EQ(back_[109], 9u);
+  EXPECT_EQ(back_[109], 100u);
   // Tail [140,200): hull clipped to [140,150), the old time kept.
   Span* tail = at(140);
   ASSERT_NE(tail, nullptr);
@@ -361,8 +361,8 @@ TEST_F(FreeRuns, CarveWithSkipAndTailClipsTheHull) {
   EXPECT_EQ(tail->maint_lo, 140u);
   EXPECT_EQ(tail->maint_hi, 150u);
   EXPECT_EQ(tail->free_ns, 42u);
-  EXPECT_EQ(back_[140], 0u);
-  EXPECT_EQ(back_[199], 59u);
+  EXPECT_EQ(back_[140], 140u);
+  EXPECT_EQ(back_[199], 140u);
   EXPECT_EQ(free_runs::free_bytes(), 70 * P);
   EXPECT_EQ(free_runs::dirty_bytes(), 10 * P);
   EXPECT_EQ(free_runs::validate_locked(), 2u);
@@ -433,7 +433,7 @@ TEST_F(FreeRunsDeathTest, WrongBackEntry) {
   free_runs::put(a(), 10, 10, 0, 1);
   back_[19] = 3;
   EXPECT_DEATH(free_runs::validate_locked(), "free runs: back\\[\\] wrong at a run's ends");
-  back_[19] = 9;
+  back_[19] = 10;
 }
 
 TEST_F(FreeRunsDeathTest, AdjacentRunsNotCoalesced) {

@@ -92,7 +92,7 @@ TEST(SpanOf, TheArenaOfABlock) {
   // Every granule of the arena maps to it.
   for (uintptr_t g = a->base; g < a->base + a->bytes(); g += kArenaGranule) {
     EXPECT_EQ(arena_of(at(g)), a);
-    EXPECT_EQ(pages::g_arena_map[g >> kArenaMapShift], a);
+    EXPECT_EQ(pages::map_entry(g), a);
   }
   remalloc_free(p);
 }
