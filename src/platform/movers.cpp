@@ -6,6 +6,7 @@
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -102,6 +103,67 @@ static void finish_by_copy(char* dst, char* src, size_t len, size_t done, Outcom
   out->src_clean = os::purge(src + done, len - done);
 }
 
+// ---- descriptors -------------------------------------------------------------
+// remalloc keeps at most two descriptors: the userfaultfd of the uffd mover
+// and a /proc maps file for PROCMAP_QUERY. Both are O_CLOEXEC. Their numbers
+// belong to the program as much as to us: it may close every descriptor from
+// 3 up (closefrom, close_range, a loop to sysconf(_SC_OPEN_MAX)) and get the
+// same numbers back from its next open or pipe, or dup2 a file of its own
+// onto one. So each kept descriptor remembers the device and inode fstat gave
+// when it was opened, and before each use (ioctl, close) fstat must still
+// say so; otherwise the number is forgotten, never closed (it is the
+// program's now), and a new descriptor is opened lazily. Inodes tell files
+// apart here: every userfaultfd has an inode of its own (measured on 6.18:
+// three in a row got 17979, 17983, 17985, while eventfds share one), and
+// /proc/<pid>/task/<tid>/maps has one per thread, distinct from the
+// /proc/self/maps a program may open itself.
+//
+// What the check cannot cover: another thread of the program closing one of
+// our descriptors and opening a file at its number between our fstat and our
+// ioctl (a program that closes descriptors it does not own while other
+// threads allocate), as with any library that keeps a descriptor.
+//
+// New descriptors are moved to the lowest free number at or above kFdFloor
+// (F_DUPFD_CLOEXEC; the number it was opened at when that fails, e.g. under
+// an RLIMIT_NOFILE at or below it): away from the numbers programs choose by
+// hand (shells' `exec 3>file` uses 3..9, bash's `{var}` 10 up, `exec
+// 200>lock`, bash's 255), and off 3 and 4, which a program that closed
+// everything expects its next open or pipe to get. Below 64, the size of the
+// descriptor table a process starts with, so the table need not grow for us.
+struct KeptFd {
+  int fd = -1;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+constexpr int kFdFloor = 48;
+
+// Keeps `fd`, just opened by the caller: raises its number and records what
+// it is. False (fd closed) when fstat fails.
+static bool keep_fd(KeptFd* k, int fd) {
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, kFdFloor);
+  if (high >= 0) {
+    close(fd);  // ours: opened a moment ago by the caller
+    fd = high;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return false;
+  }
+  k->fd = fd;
+  k->dev = st.st_dev;
+  k->ino = st.st_ino;
+  return true;
+}
+
+// Does k's number still name the file we opened? Cost: one fstat (about
+// 1 us on the test VM, as much as a PROCMAP_QUERY).
+static bool still_ours(const KeptFd& k) {
+  if (k.fd < 0) return false;
+  struct stat st;
+  return fstat(k.fd, &st) == 0 && st.st_dev == k.dev && st.st_ino == k.ino;
+}
+
 // ---- VMA boundaries -----------------------------------------------------------
 // Since Linux 6.17 a move-only mremap (MREMAP_FIXED, equal sizes) may span
 // several VMAs, and it moves them one after the other: when one fails
@@ -113,32 +175,47 @@ static void finish_by_copy(char* dst, char* src, size_t len, size_t done, Outcom
 // asks where the VMA under the next address ends (PROCMAP_QUERY) and moves
 // VMA by VMA, each call all or nothing. Without the query, a single call is
 // safe only on a kernel that refuses multi-VMA moves whole (probed).
+//
+// The maps file is /proc/thread-self/maps of the thread that opened it (it
+// answers for the whole process, and goes on answering after that thread
+// exits): its inode is not the one of the /proc/self/maps a program opens
+// for itself, so the inode check tells ours from the program's. Where only
+// /proc/self/maps opens (no thread-self), a program's own /proc/self/maps
+// put at our number passes the check: querying it is then harmless
+// (PROCMAP_QUERY reads the same process's VMAs, does not move the file
+// position and keeps no state in the file), but it is not ours to close, so
+// the fork child closes the maps descriptor only when it is per thread.
 static Mutex g_maps_lock;
-static int g_maps_fd = -1;    // /proc/self/maps of g_maps_pid
-static pid_t g_maps_pid = 0;  // a fork child must not query its parent
+static KeptFd g_maps;
+static bool g_maps_per_thread = false;  // g_maps is /proc/<pid>/task/<tid>/maps
+
+static bool maps_open_locked() {
+  int fd = open("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
+  bool per_thread = fd >= 0;
+  if (fd < 0) fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || !keep_fd(&g_maps, fd)) return false;
+  g_maps_per_thread = per_thread;
+  return true;
+}
 
 // The end of the VMA that covers `addr`, or 0 when it cannot be told.
 static uintptr_t vma_end_at(uintptr_t addr) {
   LockGuard g(g_maps_lock);
-  pid_t pid = getpid();
-  if (g_maps_fd >= 0 && g_maps_pid != pid) g_maps_fd = -1;  // the parent's: leave it
-  for (int attempt = 0; attempt < 2; attempt++) {
-    if (g_maps_fd < 0) {
-      g_maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-      if (g_maps_fd < 0) return 0;
-      g_maps_pid = pid;
-    }
-    struct rm_procmap_query q;
-    memset(&q, 0, sizeof q);
-    q.size = sizeof q;
-    q.query_addr = addr;
-    if (ioctl(g_maps_fd, RM_PROCMAP_QUERY, &q) == 0) {
-      return q.vma_start <= addr && addr < q.vma_end ? uintptr_t(q.vma_end) : 0;
-    }
-    if (errno == ENOENT) return 0;  // nothing mapped there
-    // The program may have closed our descriptor (and reused its number):
-    // forget it without closing it, and open another once.
-    g_maps_fd = -1;
+  if (!still_ours(g_maps)) {
+    g_maps.fd = -1;  // closed by the program, or its file now: leave it
+    if (!maps_open_locked()) return 0;
+  }
+  struct rm_procmap_query q;
+  memset(&q, 0, sizeof q);
+  q.size = sizeof q;
+  q.query_addr = addr;
+  if (ioctl(g_maps.fd, RM_PROCMAP_QUERY, &q) == 0) {
+    return q.vma_start <= addr && addr < q.vma_end ? uintptr_t(q.vma_end) : 0;
+  }
+  if (errno != ENOENT) {  // no PROCMAP_QUERY here (before 6.11): let it go
+    // Ours by the fstat just above, unless it is /proc/self/maps (see above).
+    if (g_maps_per_thread) close(g_maps.fd);
+    g_maps.fd = -1;
   }
   return 0;
 }
@@ -244,12 +321,22 @@ bool move_mremap(void* dstp, void* srcp, size_t len, Outcome* out) {
 
 // ---- userfaultfd ------------------------------------------------------------
 static Mutex g_uffd_lock;
-static int g_uffd_fd = -1;
+static KeptFd g_uffd;
 static std::atomic<int> g_uffd_state{0};  // 0 unknown, 1 yes, 2 no
 static std::atomic<uint32_t> g_uffd_gen{1};
 
+// Our userfaultfd, checked (see "descriptors"), opened when there is none.
 static int uffd_open_locked() {
-  if (g_uffd_fd >= 0) return g_uffd_fd;
+  if (still_ours(g_uffd)) return g_uffd.fd;
+  if (g_uffd.fd >= 0) {
+    // The program closed it or put a file of its own at its number. Closed
+    // for good, the kernel dropped its registrations; alive elsewhere (a
+    // dup, a fork child that holds it) it keeps them, and registering with
+    // the next one fails with EBUSY until it goes (measured), so moves fall
+    // back meanwhile. Either way the arenas register again: a new generation.
+    g_uffd.fd = -1;
+    g_uffd_gen.fetch_add(1, std::memory_order_acq_rel);
+  }
   int fd = int(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
   if (fd < 0) fd = int(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (fd < 0) return -1;
@@ -261,8 +348,8 @@ static int uffd_open_locked() {
     close(fd);
     return -1;
   }
-  g_uffd_fd = fd;
-  return fd;
+  if (!keep_fd(&g_uffd, fd)) return -1;
+  return g_uffd.fd;
 }
 
 static bool register_locked(void* base, size_t len) {
@@ -303,7 +390,7 @@ static int uffd_probe() {
       m.src = reinterpret_cast<uintptr_t>(src);
       m.len = kPageSize;
       m.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES;
-      ok = ioctl(g_uffd_fd, UFFDIO_MOVE, &m) == 0 && region[0] == 7 && src[0] == 0;
+      ok = ioctl(g_uffd.fd, UFFDIO_MOVE, &m) == 0 && region[0] == 7 && src[0] == 0;
     }
   }
   os::release(region, 2 * kPageSize);
@@ -316,6 +403,11 @@ bool uffd_move_available() {
   if (s) return s == 1;
   int r = uffd_probe();
   if (r < 0) return false;  // probe again next time (see mremap's probe)
+  if (r == 0) {  // no moves here: keep no userfaultfd either
+    LockGuard g(g_uffd_lock);
+    if (still_ours(g_uffd)) close(g_uffd.fd);
+    g_uffd.fd = -1;
+  }
   g_uffd_state.store(r == 1 ? 1 : 2, std::memory_order_release);
   return r == 1;
 }
@@ -339,13 +431,22 @@ void fork_parent() {
 
 void after_fork_child() {
   g_uffd_lock.reset_in_child();
-  g_maps_lock.reset_in_child();  // its descriptor is the parent's: vma_end_at drops it
-  // The parent's descriptor refuses moves in the child and our VMAs lost
-  // their registration: drop it; the next uffd move opens a new one and
-  // re-registers (the generation tells arenas to).
-  if (g_uffd_fd >= 0) close(g_uffd_fd);
-  g_uffd_fd = -1;
+  g_maps_lock.reset_in_child();
+  // Both descriptors, if we hold any, are the parent's: its userfaultfd
+  // refuses moves here (and our VMAs lost their registration), its maps file
+  // describes its VMAs. The child opens its own on first use (the new
+  // generation tells arenas to register again). Each is closed only when
+  // fstat shows it is still ours, which cannot change before the close: the
+  // child runs this one thread. Why close rather than forget: a child that
+  // keeps the parent's userfaultfd keeps its registrations alive, and a
+  // parent that lost its own (the program closed it) could not register
+  // with a new one until the child exits; and each generation of a forking
+  // child that never execs would hold one more maps file.
+  if (still_ours(g_uffd)) close(g_uffd.fd);
+  g_uffd.fd = -1;
   g_uffd_gen.fetch_add(1, std::memory_order_acq_rel);
+  if (g_maps_per_thread && still_ours(g_maps)) close(g_maps.fd);
+  g_maps.fd = -1;
 }
 
 bool move_uffd(void* dstp, void* srcp, size_t len, Outcome* out) {

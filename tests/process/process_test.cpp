@@ -358,6 +358,40 @@ TEST(Faults, VmaBudgetExhaustedByTheProgram) {
   }
 }
 
+// --- the program's descriptors (issue 15) ---
+
+// Runs fd_reuse in `mode` under LD_PRELOAD, with only the mremap mover and,
+// where this kernel has UFFDIO_MOVE, with both movers.
+void run_fd_reuse(const char* mode) {
+  std::vector<std::string> variants = {""};
+  if (tu::uffd_move_supported()) variants.push_back("uffd");
+  for (const std::string& v : variants) {
+    std::vector<std::string> argv = {REMALLOC_TEST_FD_REUSE, mode};
+    if (!v.empty()) argv.push_back(v);
+    tu::RunResult r = tu::run(argv, {preload_env()}, 120);
+    EXPECT_TRUE(r.exited_ok()) << mode << " " << v << ": " << r.describe();
+    EXPECT_NE(r.out.find(std::string("fd_reuse ") + mode + " ok"), std::string::npos) << r.describe();
+    std::printf("%s", r.out.c_str());
+  }
+}
+
+TEST(Descriptors, ProgramClosesEveryDescriptorThenPipeAndFork) {
+  // Large reallocs open remalloc's maps descriptor and userfaultfd; the
+  // program closes every descriptor from 3 up, makes a pipe and forks (at
+  // once, and again after more large reallocs): the pipe ends stay open in
+  // parent and children, remalloc never ioctls or closes them, and its
+  // movers go on moving with descriptors it opens again.
+  run_fd_reuse("closeall");
+}
+
+TEST(Descriptors, ProgramFileDup2dOntoRemallocsNumbers) {
+  // The program dup2s a temporary file of its own onto the numbers of
+  // remalloc's descriptors, then forks, reallocs large blocks and forks
+  // again: the file keeps its contents and offset and stays open at every
+  // number, in parent and children.
+  run_fd_reuse("dup2");
+}
+
 TEST(Faults, DlopenDlcloseOfAllocatingLibraryRepeatedly) {
   // ctor_main's library is loaded and unloaded many times; its constructor
   // allocates blocks of every kind and its destructor frees them.
