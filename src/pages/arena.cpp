@@ -101,12 +101,15 @@ static Arena* make_arena(size_t bytes, Region region) {
   a->region = region;
   a->uffd_gen = 0;
   if (region == kRegionUffd) {
+    // The generation first: a registration made with a userfaultfd that
+    // is replaced meanwhile is then seen as stale and made again.
+    uint32_t gen = movers::uffd_generation();
     if (!movers::uffd_register(base, bytes)) {
       os::release(base, bytes);
       os::release(meta, meta_bytes);
       return nullptr;
     }
-    a->uffd_gen = movers::uffd_generation();
+    a->uffd_gen = gen;
   }
   // The arena, and the metadata in two (read-write, inaccessible); the
   // arena's first commit splits it in two as well.
