@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define REMALLOC_VERSION_MAJOR 0
-#define REMALLOC_VERSION_MINOR 1
+#define REMALLOC_VERSION_MINOR 2
 #define REMALLOC_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -64,8 +64,10 @@ REMALLOC_API void remalloc_stats_print(int fd);
 REMALLOC_API size_t remalloc_stats_json(char* buf, size_t len);
 
 /* The relocation engine's counters: one list (field name, label of the text
- * report, meaning), from which the struct fields below, the text report and
- * the JSON object are all generated. */
+ * report, meaning), from which the text report and the JSON object are
+ * generated, in this order. Each is also a field of remalloc_stats_t, where
+ * the order is the ABI's (below): a counter added here is appended at the
+ * end of the struct, not next to its kin. */
 #define REMALLOC_RELOC_COUNTERS(X)                                                        \
   X(realloc_inplace, "realloc stayed in place", "large reallocs that needed no move")    \
   X(grow_inplace, "grown in place", "growths that claimed following free pages")         \
@@ -81,6 +83,32 @@ REMALLOC_API size_t remalloc_stats_json(char* buf, size_t len);
   X(fallback_small, "fallbacks: small", "copied because below the move threshold")     \
   X(moves_multi_vma, "mremap moves of several VMAs", "sources of several VMAs, moved one VMA per call")
 
+/* The statistics, as one struct.
+ *
+ * ABI rule: this struct only ever grows at its end. Fields are appended,
+ * never inserted, removed, reordered or resized, and every field is a
+ * size_t. The first 23 fields (allocated .. vma_heals, 184 bytes) are
+ * remalloc 0.1's struct, byte for byte; the fields after them are marked
+ * with the version that appended them.
+ *
+ * remalloc_stats_get_sized(out, size) writes min(size, the library's
+ * sizeof(remalloc_stats_t)) bytes of it, zeroes the rest of `size` when the
+ * caller's struct is larger than the library's (a program built against a
+ * newer header than the library it runs with), and returns the library's
+ * size; out == NULL only returns the size. remalloc_stats_get(out) is a
+ * macro for remalloc_stats_get_sized(out, sizeof *out), so a program
+ * always passes the size of the struct it was compiled with, and a newer
+ * library never writes past it.
+ *
+ * The function remalloc_stats_get, which programs built against the 0.1
+ * header call (it was a function there), writes exactly the 184 bytes of
+ * 0.1's struct, forever: it cannot know a caller's size. A program that
+ * calls it by name rather than through the macro, e.g. through a function
+ * pointer or (remalloc_stats_get)(out), gets those 23 fields and the rest
+ * of its struct left as it was.
+ *
+ * Symbol versions (libremalloc.so.0): the names of 0.1 are REMALLOC_0.1,
+ * remalloc_stats_get_sized is REMALLOC_0.2. */
 typedef struct remalloc_stats_s {
   size_t allocated;        /* bytes in live blocks (usable sizes; large blocks
                               kept in a thread's reuse cache count as live) */
@@ -92,13 +120,23 @@ typedef struct remalloc_stats_s {
   size_t large_live;       /* live large blocks */
   size_t small_live;       /* live small blocks (approximate, per heap) */
   size_t purged_bytes;     /* bytes given back with madvise/mmap */
-  /* relocation engine: the counters of REMALLOC_RELOC_COUNTERS, in order */
-#define REMALLOC_STATS_FIELD_(name, label, doc) size_t name;
-  REMALLOC_RELOC_COUNTERS(REMALLOC_STATS_FIELD_)
-#undef REMALLOC_STATS_FIELD_
+  /* relocation engine (REMALLOC_RELOC_COUNTERS gives their meaning) */
+  size_t realloc_inplace;
+  size_t grow_inplace;
+  size_t shrink_inplace;
+  size_t moves_mremap;
+  size_t moves_uffd;
+  size_t moves_copy;
+  size_t bytes_moved;
+  size_t bytes_copied;
+  size_t fallback_budget;
+  size_t fallback_error;
+  size_t fallback_fork;
+  size_t fallback_small;
   size_t vma_estimate;     /* estimated VMAs of the process */
   size_t vma_budget;       /* VMAs remalloc allows itself to cause */
   size_t vma_heals;        /* free runs re-mapped to merge VMAs back */
+  /* --- the end of 0.1's struct (184 bytes); appended since, in 0.2: --- */
   /* Where resident memory goes (approximate: large blocks and slabs count
      whole, touched or not). */
   size_t slab_slack;       /* bytes of slabs not in live small blocks */
@@ -119,9 +157,15 @@ typedef struct remalloc_stats_s {
   size_t guarded_sampled;  /* small blocks ever placed against a guard page */
   size_t guarded_live;     /* of which not freed yet (counted in small_live
                               and allocated as well) */
+  size_t moves_multi_vma;  /* relocation engine: sources of several VMAs,
+                              moved one VMA per call */
+  /* Append new fields here. */
 } remalloc_stats_t;
 
+REMALLOC_API size_t remalloc_stats_get_sized(remalloc_stats_t* out, size_t size);
+/* The 0.1 entry point (184 bytes, see above); call it through the macro. */
 REMALLOC_API void remalloc_stats_get(remalloc_stats_t* out);
+#define remalloc_stats_get(out) ((void)remalloc_stats_get_sized((out), sizeof *(out)))
 
 /* Options: name without the REMALLOC_ prefix, case-insensitive. Returns the
  * effective value (reading the environment on first use), or -1 for an
@@ -137,16 +181,6 @@ REMALLOC_API int remalloc_option_set(const char* name, long value);
  * otherwise it returns 0. The checked build (cmake -DREMALLOC_CHECKED=ON)
  * also runs it by itself every few dozen page-heap operations. */
 REMALLOC_API int remalloc_validate(void);
-
-/* Test hook: make the next mover call of the given kind ("mremap", "uffd",
- * "copy") fail at step `step` (0 = first, 1 = middle, 2 = last) `count`
- * times. Used by the failure-injection tests; harmless otherwise. */
-REMALLOC_API void remalloc_inject_mover_failure(const char* mover, int step, int count);
-
-/* Test hook: the next `count` reservations of address space (new arenas,
- * their metadata, pools of heap descriptors) fail with ENOMEM, as if mmap
- * had refused them; 0 cancels. Used by the fault tests; harmless otherwise. */
-REMALLOC_API void remalloc_inject_mmap_failure(int count);
 
 #ifdef __cplusplus
 }

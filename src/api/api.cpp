@@ -13,6 +13,7 @@
 #include "api/background.h"
 #include "api/options.h"
 #include "api/stats.h"
+#include "api/testing.h"
 #include "base/format.h"
 #include "base/lock.h"
 #include "platform/movers.h"

@@ -3,6 +3,9 @@
 // relocation engine's counters and the VMA estimate.
 #include "api/stats.h"
 
+#include <cstddef>
+#include <cstring>
+
 #include "api/api.h"
 #include "api/background.h"
 #include "api/options.h"
@@ -69,12 +72,50 @@ void gather(Snapshot* s) {
 
 }  // namespace
 
-extern "C" void remalloc_stats_get(remalloc_stats_t* out) {
-  if (!out) return;
+// The ABI of remalloc_stats_t (see the public header): 0.1's struct, frozen
+// here, must stay its prefix, field for field; fields are only appended.
+namespace {
+struct StatsV0_1 {
+  size_t allocated, peak_allocated, mapped, resident, arenas, large_live, small_live, purged_bytes;
+  size_t realloc_inplace, grow_inplace, shrink_inplace, moves_mremap, moves_uffd, moves_copy;
+  size_t bytes_moved, bytes_copied, fallback_budget, fallback_error, fallback_fork, fallback_small;
+  size_t vma_estimate, vma_budget, vma_heals;
+};
+constexpr size_t kStatsSizeV0_1 = sizeof(StatsV0_1);
+static_assert(kStatsSizeV0_1 == 184, "0.1's remalloc_stats_t was 23 size_t fields");
+#define RM_SAME_OFFSET(f) \
+  static_assert(offsetof(remalloc_stats_t, f) == offsetof(StatsV0_1, f), "remalloc_stats_t: 0.1's field " #f " moved");
+RM_SAME_OFFSET(allocated) RM_SAME_OFFSET(peak_allocated) RM_SAME_OFFSET(mapped) RM_SAME_OFFSET(resident)
+RM_SAME_OFFSET(arenas) RM_SAME_OFFSET(large_live) RM_SAME_OFFSET(small_live) RM_SAME_OFFSET(purged_bytes)
+RM_SAME_OFFSET(realloc_inplace) RM_SAME_OFFSET(grow_inplace) RM_SAME_OFFSET(shrink_inplace)
+RM_SAME_OFFSET(moves_mremap) RM_SAME_OFFSET(moves_uffd) RM_SAME_OFFSET(moves_copy) RM_SAME_OFFSET(bytes_moved)
+RM_SAME_OFFSET(bytes_copied) RM_SAME_OFFSET(fallback_budget) RM_SAME_OFFSET(fallback_error)
+RM_SAME_OFFSET(fallback_fork) RM_SAME_OFFSET(fallback_small) RM_SAME_OFFSET(vma_estimate)
+RM_SAME_OFFSET(vma_budget) RM_SAME_OFFSET(vma_heals)
+#undef RM_SAME_OFFSET
+// Appended fields (0.2 on) are all size_t, so the struct has no padding.
+static_assert(sizeof(remalloc_stats_t) % sizeof(size_t) == 0);
+static_assert(offsetof(remalloc_stats_t, moves_multi_vma) + sizeof(size_t) == sizeof(remalloc_stats_t),
+              "remalloc_stats_t: a field was added, but not at the end");
+}  // namespace
+
+// Writes min(size, sizeof) bytes of one snapshot, zeroes the caller's bytes
+// past the library's struct (a caller compiled against a newer header), and
+// returns the library's size.
+extern "C" size_t remalloc_stats_get_sized(remalloc_stats_t* out, size_t size) {
+  if (!out) return sizeof(remalloc_stats_t);
   Snapshot s;
   gather(&s);
-  *out = s.st;
+  size_t n = size < sizeof(remalloc_stats_t) ? size : sizeof(remalloc_stats_t);
+  memcpy(out, &s.st, n);
+  if (size > n) memset(reinterpret_cast<char*>(out) + n, 0, size - n);
+  return sizeof(remalloc_stats_t);
 }
+
+// The 0.1 entry point: programs built against 0.1's header pass a struct of
+// 184 bytes and no size, so it writes exactly that, forever. (Parenthesised:
+// the header's macro of the same name makes new callers pass their size.)
+extern "C" void(remalloc_stats_get)(remalloc_stats_t* out) { remalloc_stats_get_sized(out, kStatsSizeV0_1); }
 
 extern "C" size_t remalloc_stats_json(char* buf, size_t len) {
   Snapshot s;

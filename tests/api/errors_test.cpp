@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "api/testing.h"  // remalloc_inject_mmap_failure
 #include "test_alloc.h"
 #include "test_util.h"
 

@@ -7,6 +7,15 @@
   check_elf.py exports LIB
       every malloc-family name, __libc_* alias, operator new/delete variant
       and remalloc_* function is exported; nothing else leaks out.
+  check_elf.py versions LIB
+      the symbol versions of preload/exports.map: every remalloc_* name in
+      its node (REMALLOC_0.1, REMALLOC_0.2, REMALLOC_PRIVATE), one
+      definition each; every other export (malloc, operator new, ...)
+      without a version, so that it interposes on glibc's and libstdc++'s
+      versioned names.
+  check_elf.py refs EXE SYM=[VERSION]... [EXE SYM=[VERSION]...]...
+      each EXE's undefined reference to SYM has that version (none when
+      VERSION is empty: a program linked before versions existed).
   check_elf.py init-array LIB CORE_OBJS OVERRIDE_OBJS
       the core objects have no static initialisers at all; the library's
       .init_array holds only frame_dummy and start-up functions of the
@@ -39,12 +48,28 @@ REQUIRED_EXPORTS = [
     "remalloc_memalign", "remalloc_valloc", "remalloc_pvalloc", "remalloc_usable_size", "remalloc_trim",
     "remalloc_owns", "remalloc_stats_print", "remalloc_stats_json", "remalloc_stats_get",
     "remalloc_option_get", "remalloc_option_set", "remalloc_inject_mover_failure", "remalloc_validate",
-    "remalloc_inject_mmap_failure",
+    "remalloc_inject_mmap_failure", "remalloc_refresh_limits", "remalloc_stats_get_sized",
 ]
+# The version of each remalloc_* export (preload/exports.map). A released
+# node never changes: names are only added, in a new node.
+VERSIONS = {
+    "REMALLOC_0.1": [
+        "remalloc_malloc", "remalloc_calloc", "remalloc_realloc", "remalloc_reallocarray", "remalloc_free",
+        "remalloc_free_sized", "remalloc_free_aligned_sized", "remalloc_posix_memalign", "remalloc_aligned_alloc",
+        "remalloc_memalign", "remalloc_valloc", "remalloc_pvalloc", "remalloc_usable_size", "remalloc_trim",
+        "remalloc_refresh_limits", "remalloc_owns", "remalloc_stats_print", "remalloc_stats_json",
+        "remalloc_stats_get", "remalloc_option_get", "remalloc_option_set", "remalloc_validate",
+    ],
+    "REMALLOC_0.2": ["remalloc_stats_get_sized"],
+    # test hooks (src/api/testing.h), no stability promise
+    "REMALLOC_PRIVATE": ["remalloc_inject_mover_failure", "remalloc_inject_mmap_failure"],
+}
+# Each node and the one it inherits from.
+VERSION_PARENTS = {"REMALLOC_0.1": None, "REMALLOC_0.2": "REMALLOC_0.1", "REMALLOC_PRIVATE": None}
 ALLOWED_EXPORT_RE = re.compile(
     r"^(malloc|free|calloc|realloc|reallocarray|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|"
     r"malloc_usable_size|malloc_size|malloc_good_size|malloc_trim|malloc_stats|malloc_info|mallinfo2?|mallopt|"
-    r"cfree|free_sized|free_aligned_sized|__libc_\w+|__posix_memalign|_Zn[wa]m\w*|_Zd[la]Pv\w*|remalloc_\w+|"
+    r"cfree|free_sized|free_aligned_sized|mlockall|__libc_\w+|__posix_memalign|_Zn[wa]m\w*|_Zd[la]Pv\w*|remalloc_\w+|"
     r"_init|_fini)$")
 
 
@@ -52,16 +77,49 @@ def run(*cmd):
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
-def dyn_symbols(lib):
-    """(name, bind, ndx) for each dynamic symbol."""
+def dyn_symbols_versioned(lib):
+    """(name, bind, ndx, version, default) for each dynamic symbol; version
+    is None for a symbol without one (readelf's Base), default is False for
+    a non-default definition (name@VER rather than name@@VER)."""
     out = []
     for line in run("readelf", "--dyn-syms", "-W", lib).splitlines():
         f = line.split()
         if len(f) >= 8 and f[0].endswith(":") and f[0][:-1].isdigit():
-            name = f[7].split("@")[0]
+            field = f[7]
+            if "@@" in field:
+                name, version, default = *field.split("@@", 1), True
+            elif "@" in field:
+                name, version, default = *field.split("@", 1), False
+            else:
+                name, version, default = field, None, True
             if name:
-                out.append((name, f[4], f[6]))
+                out.append((name, f[4], f[6], version, default))
     return out
+
+
+def version_definitions(lib):
+    """{name: parent or None} of the version nodes LIB defines (not its base)."""
+    defs = {}
+    current = None
+    for line in run("readelf", "-V", "-W", lib).splitlines():
+        m = re.search(r"Rev: \d+\s+Flags: (\S+)\s+Index: \d+\s+Cnt: \d+\s+Name: (\S+)", line)
+        if m:
+            current = None if "BASE" in m.group(1) else m.group(2)
+            if current:
+                defs[current] = None
+            continue
+        m = re.search(r"Parent \d+: (\S+)", line)
+        if m and current:
+            defs[current] = m.group(1)
+    return defs
+
+
+def dyn_symbols(lib):
+    """(name, bind, ndx) for each dynamic symbol, less the symbols that
+    name the library's version nodes (ABS, one per node)."""
+    nodes = set(version_definitions(lib))
+    return [(name, bind, ndx) for name, bind, ndx, version, default in dyn_symbols_versioned(lib)
+            if not (ndx == "ABS" and name in nodes and version in (None, name))]
 
 
 def check_needed(lib):
@@ -98,6 +156,75 @@ def check_exports(lib):
         errors.append(f"internal symbol {n} is exported (hidden visibility / version script)")
     extra = sorted(n for n in defined if n not in REQUIRED_EXPORTS and ALLOWED_EXPORT_RE.match(n))
     print(f"{len(defined)} exported symbols; optional ones present:", " ".join(extra) or "(none)")
+    return errors
+
+
+def check_versions(lib):
+    errors = []
+    defs = version_definitions(lib)
+    print("version nodes:", " ".join(f"{v}" + (f" (inherits {p})" if p else "") for v, p in sorted(defs.items())))
+    for node, parent in VERSION_PARENTS.items():
+        if node not in defs:
+            errors.append(f"version node {node} is not defined")
+        elif defs[node] != parent:
+            errors.append(f"version node {node} inherits {defs[node]}, not {parent}")
+    for node in defs:
+        if node not in VERSION_PARENTS:
+            errors.append(f"version node {node} is not in check_elf.py's VERSION_PARENTS (a new node: add it)")
+    want = {name: node for node, names in VERSIONS.items() for name in names}
+    nodes = set(defs)
+    seen = {}
+    for name, bind, ndx, version, default in dyn_symbols_versioned(lib):
+        if ndx == "UND" or bind not in ("GLOBAL", "WEAK"):
+            continue
+        if ndx == "ABS" and name in nodes and version in (None, name):
+            continue
+        seen.setdefault(name, []).append(version if default else f"{version} (non-default)")
+        if name.startswith("remalloc_"):
+            if name not in want:
+                errors.append(f"{name} is exported as {version or 'Base (no version)'}, but has no node in "
+                              "preload/exports.map and check_elf.py's VERSIONS")
+            elif version != want[name] or not default:
+                errors.append(f"{name} has version {version or 'none'}{'' if default else ' (non-default)'}, "
+                              f"not {want[name]}")
+        elif version is not None:
+            errors.append(f"{name} has version {version}: a versioned definition does not interpose on "
+                          "the versioned references programs have to glibc's and libstdc++'s names")
+    for name, versions in sorted(seen.items()):
+        if len(versions) > 1:
+            errors.append(f"{name} is defined {len(versions)} times: {', '.join(map(str, versions))}")
+    for name in want:
+        if name not in seen:
+            errors.append(f"{name} ({want[name]}) is not exported")
+    unversioned = sorted(n for n, v in seen.items() if v == [None])
+    print(f"{len(seen)} exports; without a version: {len(unversioned)}; versioned:",
+          " ".join(f"{n}@{seen[n][0]}" for n in sorted(seen) if seen[n] != [None]))
+    return errors
+
+
+def check_refs(args):
+    """args: EXE SYM=[VER]... repeated."""
+    errors = []
+    exe = None
+    refs = {}
+    for a in args:
+        if "=" not in a:
+            exe = a
+            refs = {(n, b, x): (v, d) for n, b, x, v, d in dyn_symbols_versioned(exe)}
+            refs = {n: v for (n, b, x), (v, d) in refs.items() if x == "UND"}
+            continue
+        if exe is None:
+            errors.append(f"{a}: no executable named before it")
+            continue
+        sym, want = a.split("=", 1)
+        want = want or None
+        if sym not in refs:
+            errors.append(f"{exe}: no undefined reference to {sym}")
+            continue
+        got = refs[sym]
+        print(f"{exe}: {sym}" + (f"@{got}" if got else " (no version)"))
+        if got != want:
+            errors.append(f"{exe}: the reference to {sym} has version {got or 'none'}, not {want or 'none'}")
     return errors
 
 
@@ -178,6 +305,10 @@ def main(argv):
         errors = check_needed(lib)
     elif cmd == "exports":
         errors = check_exports(lib)
+    elif cmd == "versions":
+        errors = check_versions(lib)
+    elif cmd == "refs":
+        errors = check_refs(argv[2:])
     elif cmd == "init-array":
         def split(arg):  # "a:b:c", or "@file" holding that
             if arg.startswith("@"):

@@ -41,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/testing.h"  // failure injection (test-only header)
 #include "test_util.h"
 
 #ifndef MREMAP_DONTUNMAP

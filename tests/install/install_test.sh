@@ -45,6 +45,9 @@ out=$("$TMP/consumer/use_shared") || fail "use_shared failed: $out"
 echo "use_shared: $out"
 grep -q 'owns(malloc(10)) = 1' <<<"$out" || fail "malloc of a program linked to remalloc::remalloc is not remalloc"
 readelf -dW "$TMP/consumer/use_shared" | grep -q "NEEDED.*libremalloc" || fail "use_shared does not need libremalloc"
+# Built against the installed header: the sized statistics call, versioned.
+readelf --dyn-syms -W "$TMP/consumer/use_shared" | grep -q "remalloc_stats_get_sized@REMALLOC_0.2" ||
+  fail "use_shared does not call remalloc_stats_get_sized@REMALLOC_0.2"
 out=$("$TMP/consumer/use_static") || fail "use_static failed: $out"
 echo "use_static: $out"
 readelf -dW "$TMP/consumer/use_static" | grep -q "NEEDED.*libremalloc" && fail "use_static needs libremalloc.so"

@@ -11,7 +11,11 @@ int main(void) {
   memset(q, 1, 1 << 20);
   printf("owns(malloc(10)) = %d, owns(remalloc_malloc) = %d, version %d.%d.%d\n", remalloc_owns(p),
          remalloc_owns(q), REMALLOC_VERSION_MAJOR, REMALLOC_VERSION_MINOR, REMALLOC_VERSION_PATCH);
-  int ok = remalloc_owns(p) == 1 && remalloc_owns(q) == 1;
+  /* The installed header's statistics call (remalloc_stats_get_sized). */
+  remalloc_stats_t st;
+  remalloc_stats_get(&st);
+  printf("stats: allocated %zu in %zu arenas\n", st.allocated, st.arenas);
+  int ok = remalloc_owns(p) == 1 && remalloc_owns(q) == 1 && st.allocated >= (1 << 20) && st.arenas >= 1;
   free(p);
   remalloc_free(q);
   return ok ? 0 : 3;
