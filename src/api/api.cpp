@@ -389,6 +389,9 @@ size_t remalloc_usable_size(const void* p) { return api::usable_size(p); }
 int remalloc_trim(size_t) {
   api::ensure_init();
   heap::large_cache_flush_current();
+  // Exited threads' slabs go back as frees empty them; this gives back
+  // anything those frees left waiting (normally nothing).
+  heap::trim_abandoned();
   return pages::purge(true) > 0 ? 1 : 0;
 }
 

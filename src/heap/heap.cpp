@@ -3,6 +3,7 @@
 #include "heap/heap.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <cerrno>
 #include <cstring>
@@ -20,8 +21,6 @@ __thread Heap* tl_heap = &g_empty_heap;
 
 enum : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadDead = 2 };
 static __thread uint8_t tl_state = kThreadNew;
-
-enum : uint32_t { kHeapLive = 0, kHeapAbandoned = 1, kHeapBackstop = 2 };
 
 static Mutex g_heaps_lock;     // heap registry, abandoned list, metadata pool
 static Heap* g_all_heaps;
@@ -92,18 +91,32 @@ static void full_remove(Heap* h, Span* s) {
 }
 
 // ---- remote frees -------------------------------------------------------------
+static void free_to_abandoned(Heap* h, Span* s, void* p);
+static void collect_abandoned(Heap* h, size_t released = 0);
+
+// Sequentially consistent: a thread that pushes and then reads the heap's
+// state (or its collector lock) and the thread that changes the state (or
+// lets go of the lock) and then reads the list cannot both miss the other.
+static void push_delayed(Heap* h, void* p) {
+  uintptr_t d = h->delayed.load(std::memory_order_relaxed);
+  do {
+    pages::link_store(p, reinterpret_cast<void*>(d));
+  } while (!h->delayed.compare_exchange_weak(d, reinterpret_cast<uintptr_t>(p), std::memory_order_seq_cst,
+                                             std::memory_order_relaxed));
+}
+
 void free_remote(Span* s, void* p) {
   uintptr_t old = s->remote.load(std::memory_order_relaxed);
   for (;;) {
     if (old & 1) {
-      // The owner found the slab full: hand the block to the owner heap.
+      // The owner found the slab full (or left the heap): hand the block to
+      // the owner heap.
       Heap* h = s->heap;
-      uintptr_t d = h->delayed.load(std::memory_order_relaxed);
-      do {
-        pages::link_store(p, reinterpret_cast<void*>(d));
-      } while (!h->delayed.compare_exchange_weak(d, reinterpret_cast<uintptr_t>(p),
-                                                 std::memory_order_release,
-                                                 std::memory_order_relaxed));
+      if (RM_UNLIKELY(h->state.load(std::memory_order_relaxed) == kHeapAbandoned)) return free_to_abandoned(h, s, p);
+      push_delayed(h, p);
+      // Its thread may have left since it was read live; it looks at the
+      // list after publishing that, and so does this thread after the push.
+      if (RM_UNLIKELY(h->state.load(std::memory_order_seq_cst) == kHeapAbandoned)) collect_abandoned(h);
       return;
     }
     pages::link_store(p, reinterpret_cast<void*>(old));
@@ -147,7 +160,7 @@ void free_local_slow(Heap* h, Span* s) {
   if (s->used == 0 && h->avail[s->size_class] != s) {
     avail_remove(h, s);
     unsigned c = s->size_class;
-    if (!h->spare[c] && h->state == kHeapLive) {
+    if (!h->spare[c] && h->state.load(std::memory_order_relaxed) == kHeapLive) {
       h->spare[c] = s;  // kept for the next slab of this class
     } else {
       release_slab(s);
@@ -178,6 +191,134 @@ static void drain_delayed(Heap* h) {
     s->used--;
     if (s->used == 0 || s->is_full) free_local_slow(h, s);
   }
+}
+
+// ---- abandoned heaps -----------------------------------------------------------
+// A thread that exits seals its heap (every slab marked full, so every later
+// free reaches `delayed`) and abandons it. From then on the heap belongs to
+// whoever holds its collector lock: threads that free into it give the
+// blocks back to their slabs, and a slab that empties goes back to the page
+// heap (purged with the decay like any free run). A thread that finds the
+// lock taken leaves its block on `delayed`; the holder looks at the list
+// again after letting go. Never more than one lock is held here, and the
+// page lock is the only one taken under it.
+static bool collector_try_lock(Heap* h) { return h->collector.exchange(1, std::memory_order_seq_cst) == 0; }
+static void collector_unlock(Heap* h) { h->collector.exchange(0, std::memory_order_seq_cst); }
+// The adopter's and the statistics' wait: holders give back one batch and
+// let go.
+static void collector_lock(Heap* h) {
+  for (unsigned spins = 0; !collector_try_lock(h); spins++) {
+    if (spins < 64)
+      cpu_relax();
+    else
+      sched_yield();
+  }
+}
+
+// Gives block p back to slab s of abandoned heap h (collector lock held);
+// the slab goes back to the page heap when it empties (returns 1 then).
+static size_t give_back_abandoned(Heap* h, Span* s, void* p) {
+  RM_ASSERT_INTERNAL(s->heap == h && s->is_full && s->used > 0);
+  pages::link_store(p, s->free_list);
+  s->free_list = p;
+  if (--s->used) return 0;
+  full_remove(h, s);
+  s->remote.store(0, std::memory_order_relaxed);
+  release_slab(s);
+  return 1;
+}
+
+// Gives back every block on abandoned heap h's delayed list (collector lock
+// held). Returns the slabs released.
+static size_t collect_locked(Heap* h) {
+  size_t released = 0;
+  uintptr_t list = h->delayed.exchange(0, std::memory_order_seq_cst);
+  while (list) {
+    void* p = reinterpret_cast<void*>(list);
+    list = reinterpret_cast<uintptr_t>(pages::link_load(p));
+    released += give_back_abandoned(h, pages::span_of(p), p);
+  }
+  return released;
+}
+
+// Gives back what waits on abandoned heap h's delayed list, until the list
+// is empty, another thread holds the heap (and so looks again after it lets
+// go) or a new thread adopted it (its owner drains the list).
+static void collect_abandoned(Heap* h, size_t released) {
+  while (h->delayed.load(std::memory_order_seq_cst) && h->state.load(std::memory_order_seq_cst) == kHeapAbandoned &&
+         collector_try_lock(h)) {
+    if (h->state.load(std::memory_order_acquire) == kHeapAbandoned) released += collect_locked(h);
+    collector_unlock(h);
+  }
+  if (released)
+    if (void (*hook)() = g_on_slab_released) hook();
+}
+
+// A free into a slab of abandoned heap h (marked full, as all its slabs are;
+// it cannot empty or change hands while p is live).
+static RM_NOINLINE void free_to_abandoned(Heap* h, Span* s, void* p) {
+  if (collector_try_lock(h)) {
+    if (h->state.load(std::memory_order_acquire) == kHeapAbandoned) {
+      size_t released = give_back_abandoned(h, s, p);
+      if (h->delayed.load(std::memory_order_relaxed)) released += collect_locked(h);
+      collector_unlock(h);
+      collect_abandoned(h, released);
+      return;
+    }
+    collector_unlock(h);  // adopted meanwhile: its new owner takes the block
+  }
+  push_delayed(h, p);
+  if (h->state.load(std::memory_order_seq_cst) == kHeapAbandoned) collect_abandoned(h);
+}
+
+// Marks every slab of h full, moving it to the full lists, so that every
+// later free goes to h's delayed list; gives back those that are empty.
+// The owner, at thread exit.
+static void seal(Heap* h) {
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    for (Span* s = h->avail[c]; s && s != &g_empty_span;) {
+      Span* next = s->next;
+      avail_remove(h, s);
+      for (;;) {
+        collect_remote(s);
+        uintptr_t expected = 0;
+        if (s->remote.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) break;
+      }
+      if (s->used == 0)
+        release_slab(s);
+      else
+        full_push(h, s);
+      s = next;
+    }
+  }
+}
+
+// The reverse, by a thread that adopted h: slabs with free blocks go back
+// on the avail lists (frees then go to their remote lists again).
+static void unseal(Heap* h) {
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    for (Span* s = h->full[c]; s;) {
+      Span* next = s->next;
+      if (s->free_list || s->bump < s->capacity) {
+        full_remove(h, s);
+        // Nobody pushes onto a full slab's list, so only the flag is there.
+        s->remote.store(0, std::memory_order_release);
+        avail_push_front(h, s);
+      }
+      s = next;
+    }
+  }
+}
+
+size_t trim_abandoned() {
+  size_t released = 0;
+  LockGuard g(g_heaps_lock);
+  for (Heap* h = g_abandoned; h; h = h->next_abandoned) {
+    if (!h->delayed.load(std::memory_order_seq_cst) || !collector_try_lock(h)) continue;
+    if (h->state.load(std::memory_order_acquire) == kHeapAbandoned) released += collect_locked(h);
+    collector_unlock(h);
+  }
+  return released;
 }
 
 // A per-thread xorshift generator for the secure build's shuffles.
@@ -397,18 +538,27 @@ static void ensure_key() {
 
 static Heap* thread_attach() {
   Heap* h;
+  bool adopted = false;
   {
     LockGuard g(g_heaps_lock);
     h = g_abandoned;
     if (h) {
       g_abandoned = h->next_abandoned;
       h->next_abandoned = nullptr;
+      adopted = true;
     } else {
       h = new_heap_locked();
     }
-    if (h) h->state = kHeapLive;
   }
   if (!h) return nullptr;
+  if (adopted) {
+    // Wait for a thread that is giving frees back to it, then own it.
+    collector_lock(h);
+    h->state.store(kHeapLive, std::memory_order_seq_cst);
+    collector_unlock(h);
+    drain_delayed(h);
+    unseal(h);
+  }
   tl_heap = h;
   tl_state = kThreadLive;
   ensure_key();
@@ -482,15 +632,21 @@ void large_cache_flush_current() {
 }
 
 void thread_done(Heap* h) {
-  if (h == &g_empty_heap || h->state != kHeapLive) return;
+  if (h == &g_empty_heap || h->state.load(std::memory_order_relaxed) != kHeapLive) return;
   large_cache_flush(h);
   release_empty_slabs(h);
+  seal(h);
   tl_heap = &g_empty_heap;
   tl_state = kThreadDead;
-  LockGuard g(g_heaps_lock);
-  h->state = kHeapAbandoned;
-  h->next_abandoned = g_abandoned;
-  g_abandoned = h;
+  {
+    LockGuard g(g_heaps_lock);
+    h->state.store(kHeapAbandoned, std::memory_order_seq_cst);
+    h->next_abandoned = g_abandoned;
+    g_abandoned = h;
+  }
+  // Frees that reached the delayed list since release_empty_slabs drained
+  // it, by threads that still saw the heap live.
+  collect_abandoned(h);
 }
 
 static void* backstop_alloc(unsigned c) {
@@ -499,7 +655,7 @@ static void* backstop_alloc(unsigned c) {
     LockGuard g2(g_heaps_lock);
     g_backstop = new_heap_locked();
     if (!g_backstop) return nullptr;
-    g_backstop->state = kHeapBackstop;
+    g_backstop->state.store(kHeapBackstop, std::memory_order_relaxed);
   }
   return heap_alloc(g_backstop, c);
 }
@@ -529,6 +685,48 @@ void fork_child() {
   // The other threads are gone in the child; their heaps stay owned by them
   // (they may be mid-update, so adopting them would be unsafe). Their blocks
   // can still be freed: frees from this thread go to the remote lists.
+  // So do abandoned heaps that a thread was giving frees back to (held by
+  // it for ever): off the abandoned list, and live, owned by nobody.
+  Heap** link = &g_abandoned;
+  while (Heap* h = *link) {
+    if (h->collector.load(std::memory_order_relaxed)) {
+      *link = h->next_abandoned;
+      h->next_abandoned = nullptr;
+      h->state.store(kHeapLive, std::memory_order_relaxed);
+    } else {
+      link = &h->next_abandoned;
+    }
+  }
+}
+
+// Checks heap h's lists (its owner, or the holder of its collector lock).
+static void validate_heap(Heap* h, bool abandoned) {
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    for (int list = 0; list < 2; list++) {
+      Span* prev = nullptr;
+      for (Span* s = list == 0 ? h->avail[c] : h->full[c]; s && s != &g_empty_span; prev = s, s = s->next) {
+        if (s->kind != kSpanSlab || s->heap != h || s->size_class != c)
+          fatal("heaps: a slab on this heap's lists is not its slab of this class", reinterpret_cast<void*>(s->start));
+        if (s->prev != prev) fatal("heaps: broken slab list links", reinterpret_cast<void*>(s->start));
+        if (bool(s->is_full) != (list == 1)) fatal("heaps: slab on the wrong list for its full flag", reinterpret_cast<void*>(s->start));
+        if (list == 1 && s->remote.load(std::memory_order_relaxed) != 1)
+          fatal("heaps: a slab on a full list holds remote frees or is not marked full", reinterpret_cast<void*>(s->start));
+        if (abandoned && (list == 0 || s->used == 0))
+          fatal("heaps: an abandoned heap holds a slab that is not marked full, or an empty one",
+                reinterpret_cast<void*>(s->start));
+        pages::validate_span(s, true);
+      }
+    }
+    if (Span* s = h->spare[c]) {
+      if (abandoned) fatal("heaps: an abandoned heap keeps a spare slab", reinterpret_cast<void*>(s->start));
+      if (s->kind != kSpanSlab || s->heap != h || s->size_class != c || s->used != 0)
+        fatal("heaps: the spare slab is not an empty slab of this heap and class", reinterpret_cast<void*>(s->start));
+      pages::validate_span(s, true);
+    }
+  }
+  if (abandoned)
+    for (Span* s : h->large_cache)
+      if (s) fatal("heaps: an abandoned heap keeps large blocks", reinterpret_cast<void*>(s->start));
 }
 
 void validate_current() {
@@ -540,31 +738,20 @@ void validate_current() {
     for (Heap* x = g_all_heaps; x; x = x->next_all) {
       if (++n > g_heap_count) fatal("heaps: registry longer than the heap count (a cycle?)", x);
       if (x == h) found = true;
-      if (x->state > kHeapBackstop) fatal("heaps: heap in an unknown state", x);
+      if (x->state.load(std::memory_order_relaxed) > kHeapBackstop) fatal("heaps: heap in an unknown state", x);
     }
     if (n != g_heap_count) fatal("heaps: registry shorter than the heap count", nullptr);
     if (!found) fatal("heaps: this thread's heap is not registered", h);
-    for (Heap* x = g_abandoned; x; x = x->next_abandoned)
-      if (x->state != kHeapAbandoned) fatal("heaps: a heap on the abandoned list is not abandoned", x);
-  }
-  if (h == &g_empty_heap) return;
-  for (unsigned c = 0; c < sc::kNumClasses; c++) {
-    for (int list = 0; list < 2; list++) {
-      Span* prev = nullptr;
-      for (Span* s = list == 0 ? h->avail[c] : h->full[c]; s && s != &g_empty_span; prev = s, s = s->next) {
-        if (s->kind != kSpanSlab || s->heap != h || s->size_class != c)
-          fatal("heaps: a slab on this heap's lists is not its slab of this class", reinterpret_cast<void*>(s->start));
-        if (s->prev != prev) fatal("heaps: broken slab list links", reinterpret_cast<void*>(s->start));
-        if (bool(s->is_full) != (list == 1)) fatal("heaps: slab on the wrong list for its full flag", reinterpret_cast<void*>(s->start));
-        pages::validate_span(s, true);
-      }
-    }
-    if (Span* s = h->spare[c]) {
-      if (s->kind != kSpanSlab || s->heap != h || s->size_class != c || s->used != 0)
-        fatal("heaps: the spare slab is not an empty slab of this heap and class", reinterpret_cast<void*>(s->start));
-      pages::validate_span(s, true);
+    for (Heap* x = g_abandoned; x; x = x->next_abandoned) {
+      if (x->state.load(std::memory_order_relaxed) != kHeapAbandoned)
+        fatal("heaps: a heap on the abandoned list is not abandoned", x);
+      // Its lists, unless a thread is giving frees back to it right now.
+      if (!collector_try_lock(x)) continue;
+      validate_heap(x, true);
+      collector_unlock(x);
     }
   }
+  if (h != &g_empty_heap) validate_heap(h, false);
 }
 
 void get_stats(Stats* out) {
@@ -572,7 +759,12 @@ void get_stats(Stats* out) {
   LockGuard g(g_heaps_lock);
   for (Heap* h = g_all_heaps; h; h = h->next_all) {
     out->heaps++;
-    if (h->state == kHeapAbandoned) out->abandoned++;
+    // An abandoned heap's lists change only under its collector lock.
+    bool locked = h->state.load(std::memory_order_acquire) == kHeapAbandoned;
+    if (locked) {
+      out->abandoned++;
+      collector_lock(h);
+    }
     for (unsigned c = 0; c < sc::kNumClasses; c++) {
       for (int list = 0; list < 2; list++) {
         Span* s = list == 0 ? h->avail[c] : h->full[c];
@@ -591,6 +783,7 @@ void get_stats(Stats* out) {
         out->slabs_by_class[c]++;
       }
     }
+    if (locked) collector_unlock(h);
   }
 }
 

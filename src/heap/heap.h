@@ -10,9 +10,13 @@
 // other threads push onto the slab's atomic `remote` list, or, when the owner
 // has marked the slab full (bit 0 of `remote`), onto the owner heap's atomic
 // `delayed` list, so that full slabs come back into use. At thread exit the
-// heap gives back its empty slabs and is abandoned; the next new thread
-// adopts it whole. Heaps are never unmapped, so a slab's owner pointer stays
-// valid forever.
+// heap gives back its empty slabs, marks every other slab full (so that all
+// later frees reach its `delayed` list) and is abandoned. While abandoned,
+// whoever holds its `collector` lock owns it: a thread that frees into it
+// takes the lock (or leaves the block on `delayed` for the holder) and gives
+// the block back to its slab, and a slab that empties goes back to the page
+// heap at once. The next new thread adopts an abandoned heap whole. Heaps
+// are never unmapped, so a slab's owner pointer stays valid forever.
 #pragma once
 #include <atomic>
 
@@ -26,6 +30,9 @@ namespace heap {
 // the fast path needs no null check.
 extern Span g_empty_span;
 }  // namespace heap
+
+// States of a heap (Heap::state).
+enum : uint32_t { kHeapLive = 0, kHeapAbandoned = 1, kHeapBackstop = 2 };
 
 struct Heap {
   constexpr Heap() {
@@ -45,10 +52,30 @@ struct Heap {
   // a program that frees and allocates the same sizes in turn reuses its
   // pages without page-heap calls, purges and fresh page faults.
   Span* spare[sc::kNumClasses] = {};
+  // Blocks freed by other threads into slabs marked full (remote bit 0),
+  // linked through their first word; any thread pushes (CAS), only the
+  // owner (of an abandoned heap: the holder of `collector`) takes the list
+  // (exchange). In an abandoned heap every slab is marked full, so this list
+  // holds every free not yet given back.
   std::atomic<uintptr_t> delayed{0};
   Heap* next_all = nullptr;
-  Heap* next_abandoned = nullptr;
-  uint32_t state = 0;  // kHeap*
+  Heap* next_abandoned = nullptr;  // the abandoned list (g_heaps_lock)
+  // kHeapLive (owned by its thread), kHeapAbandoned (owned by whoever holds
+  // `collector`), kHeapBackstop (owned by the backstop lock's holder).
+  // Made abandoned by its exiting thread (under g_heaps_lock), live again by
+  // the thread that adopts it (under `collector`); read without a lock by
+  // threads that free into the heap.
+  // Invariants while abandoned (heap::validate_current checks them):
+  // the avail lists, spares and the large cache are empty; every slab is on
+  // a full list with `remote` exactly 1 (marked, no list) and used > 0 (a
+  // slab that empties is given back at once).
+  std::atomic<uint32_t> state{kHeapLive};
+  // While abandoned: 1 while a thread owns the heap to give frees back (or
+  // to adopt it). Taken and released with sequentially consistent
+  // exchanges: a thread that pushed onto `delayed` and found it taken
+  // leaves its block to the holder, which looks at `delayed` again after
+  // letting go.
+  std::atomic<uint32_t> collector{0};
   uint32_t id = 0;
 };
 
@@ -64,6 +91,9 @@ void free_local_slow(Heap* h, Span* s);
 void free_remote(Span* s, void* p);
 // Thread start-up and teardown.
 void thread_done(Heap* h);
+// malloc_trim: gives back what frees left on abandoned heaps' lists (their
+// slabs that empty go back to the page heap). Returns slabs released.
+size_t trim_abandoned();
 void fork_prepare();
 void fork_parent();
 void fork_child();

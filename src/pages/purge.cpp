@@ -279,12 +279,37 @@ void maybe_purge(uint64_t now, size_t credit_pages) {
   decay(now, budget < share ? budget : share, kCallRuns);
 }
 
+// The descriptors of the pages inside free runs (only a run's first page
+// has one in use) go back too: after many small runs were freed (the slabs
+// of exited threads), those descriptors, 192 bytes a page of the runs, are
+// most of what stays resident. Nothing reads an inner page's descriptor
+// without checking it (a zeroed one is no run's), and carving writes the
+// one it hands out.
+static void purge_free_descriptors() {
+  for (Arena* a = g_arenas; a; a = a->next_arena) {
+    for (size_t idx = 0; idx < a->npages;) {
+      const Span* f = &a->meta[idx];
+      size_t n = f->npages;
+      if (n == 0) break;  // not a run: the validator says so
+      if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree) {
+        // Descriptors past meta_pages were never committed.
+        size_t end = idx + n < a->meta_pages ? idx + n : a->meta_pages;
+        uintptr_t lo = align_up(reinterpret_cast<uintptr_t>(f + 1), kPageSize);
+        uintptr_t hi = reinterpret_cast<uintptr_t>(a->meta + end) & ~uintptr_t(kPageSize - 1);
+        if (hi > lo) os::purge(reinterpret_cast<void*>(lo), hi - lo);
+      }
+      idx += n;
+    }
+  }
+}
+
 void purge_all() {
   while (g_lru_tail) purge_run(g_lru_tail);
   if (g_split_head) {
     while (g_split_head) heal_run(g_split_head);
     after_heals();
   }
+  purge_free_descriptors();
   g_next_purge_ns = ~uint64_t{0};
 }
 

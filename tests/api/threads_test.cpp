@@ -309,4 +309,99 @@ TEST(Threads, ThreadExitWithManyLiveBlocksThenReuse) {
   EXPECT_LE(s1.mapped, s0.mapped + 32 * tu::MiB) << "abandoned heaps are not reused";
 }
 
+TEST(Threads, FreesIntoExitedThreadsHeapsGiveTheirSlabsBack) {
+  // Producers leave blocks of 24 size classes and exit; freers free them,
+  // while the producers run, while they exit and while short threads start
+  // (adopting the abandoned heaps), allocate and exit again: frees race with
+  // abandonment and adoption. The last blocks are freed after every other
+  // thread of the round is gone, so only the freeing threads can give their
+  // slabs back. Every block's contents are checked, the heaps validate, and
+  // afterwards no exited thread's heap holds a slab.
+  static const size_t kSizes[24] = {16,  32,  48,  64,  80,  96,  112,  128,  160,  192,  224,  256,
+                                    320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048};
+  auto slabs = [] {
+    std::string js(1 << 16, '\0');
+    js.resize(remalloc_stats_json(js.data(), js.size()));
+    return tu::json_number(js, "slabs");
+  };
+  const int rounds = static_cast<int>(tu::scaled(12, 3));
+  const int producers = 6, per_producer = 24 * 40, held_back = 200;
+  long long before = slabs();
+  ASSERT_GE(before, 0);
+  std::atomic<int> bad{0};
+  for (int round = 0; round < rounds; ++round) {
+    Handoff h;
+    h.blocks.reserve(size_t(producers) * per_producer);
+    std::atomic<int> producing{producers};
+    std::atomic<bool> adopters_done{false};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < producers; ++t) {
+      ts.emplace_back([&, t] {
+        uint64_t r = tu::mix64(uint64_t(round) * 131 + uint64_t(t) + 1);
+        for (int k = 0; k < per_producer; ++k) {
+          r = tu::mix64(r);
+          size_t n = kSizes[k % 24] - r % 16;
+          void* p = ta::malloc(n);
+          if (!p) {
+            ++bad;
+            continue;
+          }
+          tu::fill(p, n, reinterpret_cast<uintptr_t>(p));
+          std::lock_guard<std::mutex> g(h.m);
+          h.blocks.emplace_back(p, n);
+        }
+        producing.fetch_sub(1);
+      });
+    }
+    auto take_and_free = [&](size_t keep) {
+      std::pair<void*, size_t> b;
+      {
+        std::lock_guard<std::mutex> g(h.m);
+        if (h.blocks.size() <= keep) return false;
+        // From the middle: blocks of every producer and class, in no order.
+        size_t i = h.blocks.size() / 2;
+        b = h.blocks[i];
+        h.blocks[i] = h.blocks.back();
+        h.blocks.pop_back();
+      }
+      if (tu::check(b.first, b.second, reinterpret_cast<uintptr_t>(b.first)) != SIZE_MAX) ++bad;
+      ta::free(b.first);
+      return true;
+    };
+    for (int t = 0; t < 2; ++t) {
+      ts.emplace_back([&] {
+        // Everything but the last few while other threads come and go...
+        while (!adopters_done.load())
+          if (!take_and_free(held_back)) std::this_thread::yield();
+        // ...and those once they are all gone.
+        while (take_and_free(0)) {
+        }
+      });
+    }
+    ts.emplace_back([&] {
+      // Short threads while the producers exit and a little after: each
+      // adopts an abandoned heap, allocates and frees in a few classes.
+      for (int k = 0; producing.load() > 0 || k < 8; ++k) {
+        std::thread s([k] {
+          void* v[6];
+          for (int i = 0; i < 6; ++i) v[i] = ta::malloc(kSizes[(k * 5 + i * 4) % 24]);
+          for (void* p : v) ta::free(p);
+        });
+        s.join();
+      }
+    });
+    ts.back().join();
+    for (int t = 0; t < producers; ++t) ts[size_t(t)].join();
+    adopters_done.store(true);
+    for (auto& t : ts)
+      if (t.joinable()) t.join();
+    EXPECT_TRUE(h.blocks.empty());
+  }
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(remalloc_validate(), 0);
+  // Only this thread's heap may hold slabs it did not hold before (the
+  // override build allocates std::thread's state here).
+  EXPECT_LE(slabs(), before + 8) << "slabs of exited threads were not given back";
+}
+
 }  // namespace
