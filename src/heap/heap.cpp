@@ -384,20 +384,23 @@ static void extend(Span* s) {
 
 static Span* new_slab(Heap* h, unsigned c) {
   const sc::ClassInfo& ci = sc::kInfo[c];
-  Span* s = pages::alloc_slab(ci.pages + pages::guard_tail_pages());
+  unsigned made = h->slabs_made[c];
+  size_t npages = sc::slab_pages_nth(c, made);
+  Span* s = pages::alloc_slab(npages + pages::guard_tail_pages());
   if (!s) return nullptr;
+  if (made < sc::kSlabGrowthSteps) h->slabs_made[c] = uint8_t(made + 1);
   pages::guard_install_tail(s);  // secure build: a guard after the slab
   s->size_class = uint8_t(c);
   s->block_size = ci.size;
   s->recip = ci.recip;
-  s->capacity = ci.capacity;
+  s->capacity = uint32_t((npages << kPageShift) / ci.size);
   s->used = 0;
   s->bump = 0;
   s->free_list = nullptr;
   s->remote.store(0, std::memory_order_relaxed);
   s->is_full = 0;
   s->heap = h;
-  s->slab_bytes = uint32_t(size_t(ci.pages) << kPageShift);
+  s->slab_bytes = uint32_t(npages << kPageShift);
   avail_push_front(h, s);
   return s;
 }

@@ -39,6 +39,7 @@ struct Heap {
     for (unsigned c = 0; c < sc::kNumClasses; c++) {
       avail[c] = &heap::g_empty_span;
       full[c] = nullptr;
+      slabs_made[c] = 0;
     }
   }
   static constexpr unsigned kLargeCacheSlots = 8;
@@ -77,6 +78,10 @@ struct Heap {
   // letting go.
   std::atomic<uint32_t> collector{0};
   uint32_t id = 0;
+  // Slabs made per class, up to the class's full size: a heap's first slabs
+  // of a class are smaller (sc::slab_pages_nth), so that a thread with a few
+  // blocks in many classes holds few pages of slabs and descriptors.
+  uint8_t slabs_made[sc::kNumClasses];
 };
 
 namespace heap {

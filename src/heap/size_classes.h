@@ -50,8 +50,10 @@ RM_INLINE constexpr unsigned class_of(size_t s) {
   return class_of_large(s);
 }
 
-constexpr size_t slab_pages_for(size_t bs) {
-  for (size_t pages = 16; pages <= 256; pages++) {
+// The pages of a class's slab: the fewest from `from` on that hold at least
+// 8 blocks and waste at most 1/8.
+constexpr size_t slab_pages_for(size_t bs, size_t from = 16) {
+  for (size_t pages = from; pages <= 256; pages++) {
     size_t bytes = pages * kPageSize;
     size_t cap = bytes / bs;
     if (cap >= 8 && (bytes - cap * bs) * 8 <= bytes) return pages;
@@ -61,9 +63,10 @@ constexpr size_t slab_pages_for(size_t bs) {
 
 struct ClassInfo {
   uint32_t size;
-  uint32_t pages;
-  uint32_t capacity;
+  uint32_t pages;        // a full slab (from 16 pages: few page-heap calls)
+  uint32_t capacity;     // blocks of a full slab
   uint32_t recip;
+  uint32_t first_pages;  // a heap's first slab of the class (from 1 page)
 };
 
 constexpr std::array<ClassInfo, kNumClasses> make_info() {
@@ -75,10 +78,27 @@ constexpr std::array<ClassInfo, kNumClasses> make_info() {
     t[c].pages = uint32_t(pages);
     t[c].capacity = uint32_t(pages * kPageSize / bs);
     t[c].recip = uint32_t(((uint64_t{1} << 32) + bs - 1) / bs);
+    t[c].first_pages = uint32_t(slab_pages_for(bs, 1));
   }
   return t;
 }
 inline constexpr std::array<ClassInfo, kNumClasses> kInfo = make_info();
+
+// The pages of the slab a heap makes when it has made `made` slabs of class
+// c: its first slab has first_pages, each next one twice the last, up to
+// the full size. A thread that holds a few blocks in many classes (the
+// common case for threads that come and go) then holds a page or two per
+// class, and the slabs' descriptors (192 bytes a page of the slab, in the
+// page heap) lie close together; a thread that allocates many blocks of a
+// class reaches full slabs after at most four smaller ones. Doubling keeps
+// the waste at most 1/8 and the block count at least 8.
+constexpr size_t slab_pages_nth(unsigned c, unsigned made) {
+  size_t p = kInfo[c].first_pages;
+  for (unsigned i = 0; i < made && p < kInfo[c].pages; i++) p *= 2;
+  return p < kInfo[c].pages ? p : kInfo[c].pages;
+}
+// Slabs of a class a heap counts before it has reached the full size.
+constexpr unsigned kSlabGrowthSteps = 8;
 
 // ---- relations the rest of the allocator relies on ----
 static_assert(class_size(kNumClasses - 1) == kMaxSmall, "last class is kMaxSmall");
@@ -93,6 +113,14 @@ constexpr bool check_classes() {
     if (class_of(class_size(c) + 1) != c + 1 && c + 1 < kNumClasses) return false;
     if (c >= 8 && (class_size(c) - class_size(c - 1)) * 8 > class_size(c - 1)) return false;
     if (kInfo[c].capacity < 8 || kInfo[c].capacity > 65535) return false;
+    // every smaller slab holds at least 8 blocks, wastes at most 1/8, and
+    // the growth reaches the full size within kSlabGrowthSteps slabs
+    for (unsigned m = 0; m <= kSlabGrowthSteps; m++) {
+      uint64_t b = uint64_t(slab_pages_nth(c, m)) * kPageSize;
+      if (b / class_size(c) < 8 || (b - b / class_size(c) * class_size(c)) * 8 > b) return false;
+      if (b > uint64_t(kInfo[c].pages) * kPageSize) return false;
+    }
+    if (slab_pages_nth(c, kSlabGrowthSteps) != kInfo[c].pages) return false;
     // the reciprocal is exact at every block boundary of a slab (what
     // is_block needs); just below a boundary it may be one too high
     uint64_t bytes = uint64_t(kInfo[c].pages) * kPageSize;
