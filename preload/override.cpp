@@ -13,6 +13,7 @@
 #include "api/api.h"
 #include "api/stats.h"
 #include "base/format.h"
+#include "prof/prof.h"
 #include "remalloc/remalloc.h"
 
 using namespace remalloc;
@@ -142,7 +143,7 @@ void* _ZSt15get_new_handlerv() __attribute__((weak));        // std::get_new_han
 
 // The C++ policy on failure: call the new-handler until it gives up, then
 // throw (or return nullptr for nothrow forms).
-static RM_COLD void* new_retry(size_t n, size_t align, bool nothrow) {
+RM_PROF_ENTRY __attribute__((cold)) static void* new_retry(size_t n, size_t align, bool nothrow) {
   for (;;) {
     void* p = align ? api::aligned(align, n) : api::malloc(n);
     if (p) return p;
@@ -162,29 +163,46 @@ static RM_COLD void* new_retry(size_t n, size_t align, bool nothrow) {
   }
 }
 
-static RM_INLINE void* new_impl(size_t n) {
-  void* p = api::malloc(n);
+// operator new's slow paths, each a tail call from operator new's inline
+// fast path, with a frame pointer and in remalloc_text: a heap profile's
+// stack walk passes through them to the program's frame (prof/prof.h).
+RM_PROF_ENTRY static void* new_slow(size_t n) {
+  void* p = api::malloc_slow(n);
   if (RM_LIKELY(p)) return p;
   return new_retry(n, 0, false);
 }
-static RM_INLINE void* new_nothrow(size_t n) {
-  void* p = api::malloc(n);
+RM_PROF_ENTRY static void* new_sampled(size_t n) {
+  void* p = api::malloc_sampled(n);
+  if (RM_LIKELY(p)) return p;
+  return new_retry(n, 0, false);
+}
+RM_PROF_ENTRY static void* new_nothrow_slow(size_t n) {
+  void* p = api::malloc_slow(n);
   if (RM_LIKELY(p)) return p;
   return new_retry(n, 0, true);
 }
+RM_PROF_ENTRY static void* new_nothrow_sampled(size_t n) {
+  void* p = api::malloc_sampled(n);
+  if (RM_LIKELY(p)) return p;
+  return new_retry(n, 0, true);
+}
+RM_PROF_ENTRY static void* new_aligned_slow(size_t n, size_t al, bool nothrow) {
+  void* p = api::aligned(al, n);
+  if (RM_LIKELY(p)) return p;
+  return new_retry(n, al, nothrow);
+}
+
+static RM_INLINE void* new_impl(size_t n) { return api::malloc_with<new_slow, new_sampled>(n); }
+static RM_INLINE void* new_nothrow(size_t n) { return api::malloc_with<new_nothrow_slow, new_nothrow_sampled>(n); }
 static RM_INLINE void* new_aligned(size_t n, std::align_val_t a) {
   size_t al = size_t(a);
   if (RM_UNLIKELY(!is_pow2(al))) throw_bad_alloc();
-  void* p = api::aligned(al, n);
-  if (RM_LIKELY(p)) return p;
-  return new_retry(n, al, false);
+  return new_aligned_slow(n, al, false);
 }
 static RM_INLINE void* new_aligned_nothrow(size_t n, std::align_val_t a) {
   size_t al = size_t(a);
   if (RM_UNLIKELY(!is_pow2(al))) return nullptr;
-  void* p = api::aligned(al, n);
-  if (RM_LIKELY(p)) return p;
-  return new_retry(n, al, true);
+  return new_aligned_slow(n, al, true);
 }
 
 #define RM_NEW_EXPORT __attribute__((visibility("default")))

@@ -182,6 +182,14 @@ REMALLOC_API int remalloc_option_set(const char* name, long value);
  * also runs it by itself every few dozen page-heap operations. */
 REMALLOC_API int remalloc_validate(void);
 
+/* Heap profiling (REMALLOC_PROF=1, or remalloc_option_set("prof", 1); the
+ * README's "Heap profiling"). Writes the heap profile of the sampled
+ * allocations (gperftools' text format, heap_v2, which jeprof and pprof
+ * read) to `path`, or, when path is NULL, to PREFIX.PID.SEQ.heap (PREFIX:
+ * REMALLOC_PROF_PREFIX, "remalloc" by default). Returns 0, or -1 with errno
+ * set. Since 0.2. */
+REMALLOC_API int remalloc_prof_dump(const char* path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,7 @@
 #include "base/lock.h"
 #include "platform/movers.h"
 #include "platform/os.h"
+#include "prof/prof.h"
 #include "remalloc/remalloc.h"
 
 namespace remalloc::api {
@@ -32,6 +33,7 @@ std::atomic<size_t> g_invalid_frees{0};
 // not choose, and may allocate; they use the held structures as the owner.
 static void fork_prepare() {
   tl_fork_holder = true;
+  prof::fork_prepare();
   if constexpr (kSecure) sampled::fork_prepare();
   heap::fork_prepare();
   pages::fork_prepare();
@@ -42,6 +44,7 @@ static void fork_parent() {
   pages::fork_parent();
   heap::fork_parent();
   if constexpr (kSecure) sampled::fork_parent();
+  prof::fork_parent();
   tl_fork_holder = false;
 }
 static void fork_child() {
@@ -49,6 +52,7 @@ static void fork_child() {
   pages::fork_child();
   heap::fork_child();
   if constexpr (kSecure) sampled::fork_child();
+  prof::fork_child();
   movers::after_fork_child();
   tl_fork_holder = false;
 }
@@ -123,12 +127,39 @@ static Span* alloc_large(size_t npages, size_t align_pages, size_t size, bool* z
   return s;
 }
 
-static void* malloc_large(size_t size, size_t align_pages) {
+// Heap profiling: this thread's count ran out (prof::due) and prof says the
+// allocation is sampled. RM_PROF_ENTRY on every function that may be on the
+// stack between the program and the capture (prof/prof.h).
+static bool sample_now(size_t size, prof::Ticket* t) {
+  if (RM_LIKELY(!prof::due(size))) return false;
+  ensure_init();
+  return prof::begin(t);
+}
+
+static void* malloc_large_now(size_t size, size_t align_pages);
+static void* calloc_large_now(size_t total);
+
+// A sampled allocation: a large block of its own, whatever its size (so a
+// sampled block is never a slab block and the small free path never looks
+// for a record), then counted and marked by prof.
+RM_PROF_ENTRY static void* malloc_large_sampled(size_t size, size_t align_pages, bool zero, const prof::Ticket& t) {
+  void* p = zero ? calloc_large_now(size) : malloc_large_now(size, align_pages);
+  prof::end(t, p, size);
+  return p;
+}
+
+RM_PROF_ENTRY static void* malloc_large(size_t size, size_t align_pages) {
   ensure_init();
   if (RM_UNLIKELY(size > kMaxAllocSize)) {
     errno = ENOMEM;
     return nullptr;
   }
+  prof::Ticket t;
+  if (RM_UNLIKELY(sample_now(size, &t))) return malloc_large_sampled(size, align_pages, false, t);
+  return malloc_large_now(size, align_pages);
+}
+
+static void* malloc_large_now(size_t size, size_t align_pages) {
   size_t npages = pages_of(size);
   if (npages == 0) npages = 1;
   npages += pages::guard_tail_pages();  // secure build: the guard page
@@ -150,17 +181,21 @@ static void* malloc_large(size_t size, size_t align_pages) {
 // Secure build: one small malloc in REMALLOC_GUARD_SAMPLE gets a page of its
 // own against a guard page (heap/sampled.h); when the pool has no slot to
 // give, the block comes from the small heaps as usual.
-RM_NOINLINE void* malloc_sampled(size_t size) {
+RM_PROF_ENTRY void* malloc_sampled(size_t size) {
   ensure_init();
   if (void* p = sampled::alloc(size)) return p;
   if (void* b = heap::malloc_fast(size)) return b;
   return malloc_slow(size);
 }
 
-RM_NOINLINE void* malloc_slow(size_t size) {
+RM_PROF_ENTRY void* malloc_slow(size_t size) {
   if (size <= sc::kMaxSmall) {
+    prof::Ticket t;
+    if (RM_UNLIKELY(sample_now(size, &t))) return malloc_large_sampled(size, 1, false, t);
     ensure_init();
+    bool first = heap::tl_heap == &heap::g_empty_heap;
     void* p = heap::malloc_slow(size);
+    if (RM_UNLIKELY(first)) prof::heap_attached();
     if (!p) errno = ENOMEM;
     return p;
   }
@@ -176,6 +211,7 @@ static RM_COLD void invalid(const void* p, const char* what) {
 
 RM_NOINLINE void free_slow(Span* s, void* p) {
   if (s && pages::is_large_start(s, p)) {
+    if (prof::is_marked(p)) prof::forget(p);
     if (!heap::large_cache_put(s)) pages::free_span(s);
     background::poll();  // no lock is held here
     return;
@@ -219,7 +255,7 @@ size_t usable_size(const void* p) {
   return 0;
 }
 
-void* realloc(void* p, size_t size) {
+RM_PROF_ENTRY void* realloc(void* p, size_t size) {
   if (!p) return api::malloc(size);
   if (size == 0) {
     api::free(p);
@@ -244,11 +280,21 @@ void* realloc(void* p, size_t size) {
     old = pages::block_bytes(s);
     if (size > sc::kMaxSmall) {
       ensure_init();
+      // Heap profiling: a sampled block's record moves with it (mremap and
+      // UFFDIO_MOVE included); a block that grows may become sampled.
+      bool prof_on = prof::config().active || prof::is_marked(p);
+      bool was_sampled = prof_on && prof::realloc_before(p);
+      size_t asked = s->requested;
       void* q;
       if constexpr (kSecure)
         q = realloc_large_guarded(s, size);
       else
         q = pages::realloc_large(s, size);  // sets errno on failure
+      if (RM_UNLIKELY(prof_on)) {
+        int e = errno;
+        prof::realloc_after(was_sampled, p, q, asked, size);
+        errno = e;
+      }
       background::poll();
       return q;
     }
@@ -271,7 +317,7 @@ void* realloc(void* p, size_t size) {
   return q;
 }
 
-void* calloc(size_t n, size_t size) {
+RM_PROF_ENTRY void* calloc(size_t n, size_t size) {
   size_t total;
   if (RM_UNLIKELY(__builtin_mul_overflow(n, size, &total))) {
     errno = ENOMEM;
@@ -287,6 +333,12 @@ void* calloc(size_t n, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
+  prof::Ticket t;
+  if (RM_UNLIKELY(sample_now(total, &t))) return malloc_large_sampled(total, 1, true, t);
+  return calloc_large_now(total);
+}
+
+static void* calloc_large_now(size_t total) {
   bool zeroed = false;
   Span* s = alloc_large(pages_of(total) + pages::guard_tail_pages(), 1, total, &zeroed);
   if (!s) {
@@ -299,7 +351,7 @@ void* calloc(size_t n, size_t size) {
   return p;
 }
 
-void* aligned(size_t align, size_t size) {
+RM_PROF_ENTRY void* aligned(size_t align, size_t size) {
   if (align <= kMinAlign) return api::malloc(size);
   if (RM_UNLIKELY(size > kMaxAllocSize || align > kMaxAllocSize)) {
     errno = ENOMEM;
@@ -334,12 +386,12 @@ int lock_all(int flags) {
 
 extern "C" {
 
-void* remalloc_malloc(size_t size) { return api::malloc(size); }
+RM_PROF_ENTRY void* remalloc_malloc(size_t size) { return api::malloc(size); }
 void remalloc_free(void* p) { api::free(p); }
-void* remalloc_calloc(size_t n, size_t size) { return api::calloc(n, size); }
-void* remalloc_realloc(void* p, size_t size) { return api::realloc(p, size); }
+RM_PROF_ENTRY void* remalloc_calloc(size_t n, size_t size) { return api::calloc(n, size); }
+RM_PROF_ENTRY void* remalloc_realloc(void* p, size_t size) { return api::realloc(p, size); }
 
-void* remalloc_reallocarray(void* p, size_t n, size_t size) {
+RM_PROF_ENTRY void* remalloc_reallocarray(void* p, size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) {
     errno = ENOMEM;
@@ -351,7 +403,7 @@ void* remalloc_reallocarray(void* p, size_t n, size_t size) {
 void remalloc_free_sized(void* p, size_t) { api::free(p); }
 void remalloc_free_aligned_sized(void* p, size_t, size_t) { api::free(p); }
 
-int remalloc_posix_memalign(void** out, size_t align, size_t size) {
+RM_PROF_ENTRY int remalloc_posix_memalign(void** out, size_t align, size_t size) {
   if (align < sizeof(void*) || !is_pow2(align)) return EINVAL;
   int saved = errno;
   void* p = api::aligned(align, size);
@@ -363,7 +415,7 @@ int remalloc_posix_memalign(void** out, size_t align, size_t size) {
   return 0;
 }
 
-void* remalloc_aligned_alloc(size_t align, size_t size) {
+RM_PROF_ENTRY void* remalloc_aligned_alloc(size_t align, size_t size) {
   if (!is_pow2(align)) {
     errno = EINVAL;
     return nullptr;
@@ -371,11 +423,11 @@ void* remalloc_aligned_alloc(size_t align, size_t size) {
   return api::aligned(align, size);
 }
 
-void* remalloc_memalign(size_t align, size_t size) { return remalloc_aligned_alloc(align, size); }
+RM_PROF_ENTRY void* remalloc_memalign(size_t align, size_t size) { return remalloc_aligned_alloc(align, size); }
 
-void* remalloc_valloc(size_t size) { return api::aligned(kPageSize, size); }
+RM_PROF_ENTRY void* remalloc_valloc(size_t size) { return api::aligned(kPageSize, size); }
 
-void* remalloc_pvalloc(size_t size) {
+RM_PROF_ENTRY void* remalloc_pvalloc(size_t size) {
   size_t rounded = align_up(size ? size : 1, kPageSize);
   if (rounded < size) {
     errno = ENOMEM;

@@ -25,15 +25,23 @@ int lock_all(int flags);
 // Secure build: this thread's sample countdown ran out (heap/sampled.h).
 void* malloc_sampled(size_t size);
 
-RM_INLINE void* malloc(size_t size) {
+// malloc with the slow paths given: `Slow` for a fast-path miss (or a
+// large size), `Sampled` when the secure build's guard sample is due. Both
+// are tail calls, so that a heap profile's stack walk from them reaches the
+// caller's frame (operator new passes its own, which also call the
+// new-handler; prof/prof.h, RM_PROF_ENTRY).
+template <void* (*Slow)(size_t), void* (*Sampled)(size_t)>
+RM_INLINE void* malloc_with(size_t size) {
   if (RM_LIKELY(size <= sc::kMaxSmall)) {
     if constexpr (kSecure) {
-      if (RM_UNLIKELY(--sampled::tl_countdown == 0)) return malloc_sampled(size);
+      if (RM_UNLIKELY(--sampled::tl_countdown == 0)) return Sampled(size);
     }
     if (void* b = heap::malloc_fast(size); RM_LIKELY(b)) return b;
   }
-  return malloc_slow(size);
+  return Slow(size);
 }
+
+RM_INLINE void* malloc(size_t size) { return malloc_with<malloc_slow, malloc_sampled>(size); }
 
 RM_INLINE void free(void* p) {
   if (RM_UNLIKELY(!p)) return;

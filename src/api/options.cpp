@@ -10,11 +10,12 @@
 #include "platform/movers.h"
 #include "platform/os.h"
 #include "platform/vma.h"
+#include "prof/prof.h"
 
 namespace remalloc::options {
 
 // One row per option: everything about it is written here once.
-enum Kind : uint8_t { kInt, kBool, kEnum };
+enum Kind : uint8_t { kInt, kBool, kEnum, kString };
 struct Option {
   const char* name;  // lower case, without prefix
   long value;        // effective value (starts as the default)
@@ -50,7 +51,19 @@ static Option g_options[kNumOptions] = {
     {"guard_install", kSecure ? 1 : 0, kBool, 0, kSecure ? 1 : 0, "",
      "secure build, start-up only: MADV_GUARD_INSTALL where the kernel has it (0: as if it had not: "
      "mprotect for sampled pages, no tail guards)"},
+    // Heap profiling (src/prof/, the README's "Heap profiling").
+    {"prof", 0, kBool, 0, 1, "", "sampled heap profiling (1): live and total bytes by allocation stack"},
+    {"prof_sample", 512 * 1024, kInt, 1, 1L << 40, "B", "mean bytes allocated between two samples (per thread)"},
+    {"prof_interval", 0, kInt, 0, 1L << 40, "B", "write a profile every this many bytes allocated (0: never)"},
+    {"prof_final", 0, kBool, 0, 1, "", "at exit: write a profile and print a leak summary on stderr (1)"},
+    {"prof_leak_error", 0, kBool, 0, 1, "", "at exit: exit status 1 when sampled blocks are still live (1)"},
+    {"prof_limit", 90, kInt, 0, 100, "%", "write a profile when resident memory passes this share of the memory limit (0: never)"},
+    {"prof_unwind", 0, kEnum, 0, 2, "",
+     "stacks: auto (frame pointers, libgcc's unwinder where they end early), fp or libgcc"},
+    {"prof_prefix", 0, kString, 0, 0, "", "profiles are written to PREFIX.PID.SEQ.heap (default: remalloc)"},
 };
+
+static char g_prof_prefix[1024] = "remalloc";
 
 static bool lower_eq(const char* a, const char* b) {
   for (;; a++, b++) {
@@ -65,6 +78,7 @@ static bool lower_eq(const char* a, const char* b) {
 static const char* enum_name(Id id, long v) {
   if (id == kMover) return v < 0 ? "auto" : movers::kind_name(int(v));
   if (id == kStats) return v == 0 ? "off" : v == 1 ? "text" : "json";
+  if (id == kProfUnwind) return v == 0 ? "auto" : v == 1 ? "fp" : "libgcc";
   return nullptr;
 }
 
@@ -146,6 +160,17 @@ void init() {
     var[n] = 0;
     const char* val = os::env_lookup(var);
     if (!val) continue;
+    if (g_options[i].kind == kString) {
+      size_t k = 0;
+      while (val[k] && k + 1 < sizeof g_prof_prefix) k++;
+      if (k == 0 || val[k]) {
+        refuse(var, val, 0, false);
+        continue;
+      }
+      __builtin_memcpy(g_prof_prefix, val, k);
+      g_prof_prefix[k] = 0;
+      continue;
+    }
     long v;
     if (parse(Id(i), val, &v))
       g_options[i].value = v;
@@ -160,7 +185,7 @@ void init() {
 long get(Id id) { return g_options[id].value; }
 
 bool set(Id id, long value) {
-  if (!valid(id, value)) {
+  if (!valid(id, value) || g_options[id].kind == kString) {
     if (g_options[kVerbose].value) {
       char var[64] = "REMALLOC_";
       size_t n = 9;
@@ -214,7 +239,18 @@ void apply() {
   background::configure(g_options[kBackground].value != 0);
   vma::set_budget(size_t(g_options[kVmaBudget].value));
   if constexpr (kSecure) sampled::configure(g_options[kGuardSample].value);
+  prof::Config pc;
+  pc.active = g_options[kProf].value != 0;
+  pc.sample = size_t(g_options[kProfSample].value);
+  pc.interval = size_t(g_options[kProfInterval].value);
+  pc.memory_limit = c.memory_limit;
+  pc.limit_percent = unsigned(g_options[kProfLimit].value);
+  pc.unwind = int(g_options[kProfUnwind].value);
+  pc.prefix = g_prof_prefix;
+  prof::configure(pc);
 }
+
+const char* prof_prefix() { return g_prof_prefix; }
 
 void print(int fd) {
   Writer w(fd);
@@ -224,6 +260,8 @@ void print(int fd) {
     w.str("remalloc:   ").str(o.name).pad_to(30);
     if (o.kind == kEnum)
       w.str(enum_name(Id(i), o.value));
+    else if (o.kind == kString)
+      w.str(i == kProfPrefix ? g_prof_prefix : "");
     else
       w.i64(o.value);
     if (*o.unit) w.chr(' ').str(o.unit);

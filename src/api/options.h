@@ -28,6 +28,14 @@ enum Id : int {
   kCgroup,
   kGuardSample,
   kGuardInstall,
+  kProf,
+  kProfSample,
+  kProfInterval,
+  kProfFinal,
+  kProfLeakError,
+  kProfLimit,
+  kProfUnwind,
+  kProfPrefix,
   kNumOptions
 };
 
@@ -51,5 +59,7 @@ size_t memory_limit();
 // Re-reads the cgroup limits (when REMALLOC_CGROUP=1) and applies them.
 size_t refresh_limits();
 int cgroup_version();
+// REMALLOC_PROF_PREFIX (a string option: get() says 0, set() refuses it).
+const char* prof_prefix();
 
 }  // namespace remalloc::options

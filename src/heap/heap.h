@@ -34,6 +34,9 @@ extern Span g_empty_span;
 // States of a heap (Heap::state).
 enum : uint32_t { kHeapLive = 0, kHeapAbandoned = 1, kHeapBackstop = 2 };
 
+// Bytes between two looks at the profiling switch while profiling is off.
+constexpr int64_t kProfIdleBytes = int64_t{1} << 20;
+
 struct Heap {
   constexpr Heap() {
     for (unsigned c = 0; c < sc::kNumClasses; c++) {
@@ -43,6 +46,14 @@ struct Heap {
     }
   }
   static constexpr unsigned kLargeCacheSlots = 8;
+  // Heap profiling (prof/): the bytes this heap's thread may still allocate
+  // before its next sample. malloc_fast subtracts each block's size and
+  // leaves the block to the slow path when the count goes negative; the
+  // slow path counts what it hands out itself. While profiling is off the
+  // count starts at kProfIdleBytes, after which prof/ looks again.
+  // prof_gen: the profiling generation this count was drawn for (prof/).
+  int64_t prof_left = kProfIdleBytes;
+  uint32_t prof_gen = 0;
   Span* avail[sc::kNumClasses];  // never null: the empty span when none
   // Recently freed large blocks of at most kLargeCacheMaxPages, kept for
   // reuse without the page-heap lock (kind kSpanCached).
@@ -160,10 +171,14 @@ RM_INLINE void* pop_block(Span* s) {
 }
 
 // The small-block fast path: a block of class_of(size) from this thread's
-// current slab, or nullptr (the caller takes the slow path).
+// current slab, or nullptr (the caller takes the slow path): no free block
+// in the slab (the profiling count is then untouched), or the profiling
+// count went negative (a sample is due, or prof/ must look at its switch).
+// The empty heap's slabs have no free block, so its count never changes.
 RM_INLINE void* malloc_fast(size_t size) {
-  Span* s = tl_heap->avail[sc::class_of(size)];
-  if (RM_LIKELY(s->free_list)) return pop_block(s);
+  Heap* h = tl_heap;
+  Span* s = h->avail[sc::class_of(size)];
+  if (RM_LIKELY(s->free_list) && RM_LIKELY((h->prof_left -= int64_t(size)) >= 0)) return pop_block(s);
   return nullptr;
 }
 

@@ -49,6 +49,7 @@ REQUIRED_EXPORTS = [
     "remalloc_owns", "remalloc_stats_print", "remalloc_stats_json", "remalloc_stats_get",
     "remalloc_option_get", "remalloc_option_set", "remalloc_inject_mover_failure", "remalloc_validate",
     "remalloc_inject_mmap_failure", "remalloc_refresh_limits", "remalloc_stats_get_sized",
+    "remalloc_prof_dump",
 ]
 # The version of each remalloc_* export (preload/exports.map). A released
 # node never changes: names are only added, in a new node.
@@ -60,7 +61,7 @@ VERSIONS = {
         "remalloc_refresh_limits", "remalloc_owns", "remalloc_stats_print", "remalloc_stats_json",
         "remalloc_stats_get", "remalloc_option_get", "remalloc_option_set", "remalloc_validate",
     ],
-    "REMALLOC_0.2": ["remalloc_stats_get_sized"],
+    "REMALLOC_0.2": ["remalloc_stats_get_sized", "remalloc_prof_dump"],
     # test hooks (src/api/testing.h), no stability promise
     "REMALLOC_PRIVATE": ["remalloc_inject_mover_failure", "remalloc_inject_mmap_failure"],
 }
@@ -85,6 +86,11 @@ def dyn_symbols_versioned(lib):
     for line in run("readelf", "--dyn-syms", "-W", lib).splitlines():
         f = line.split()
         if len(f) >= 8 and f[0].endswith(":") and f[0][:-1].isdigit():
+            # Hidden symbols are not exported (nothing outside binds to
+            # them): ld lists the linker-defined bounds of a section
+            # (__start_remalloc_text, prof/'s frames) in .dynsym as HIDDEN.
+            if f[5] in ("HIDDEN", "INTERNAL"):
+                continue
             field = f[7]
             if "@@" in field:
                 name, version, default = *field.split("@@", 1), True

@@ -3,7 +3,8 @@
 // environment once per process): its default, both ends of its range, the
 // values just outside it (refused with a warning, default kept); booleans
 // (on/off/yes/no/true/false in any case), enums (mover auto/mremap/uffd/
-// copy, stats off/text/json), malformed numbers; find() with and without the
+// copy, stats off/text/json, prof_unwind auto/fp/libgcc), malformed numbers;
+// the one string option (prof_prefix); find() with and without the
 // REMALLOC_ prefix in any case; set()/valid() and what apply() pushes down.
 #include <gtest/gtest.h>
 
@@ -23,13 +24,14 @@
 #include "pages/page_heap.h"
 #include "platform/os.h"
 #include "platform/vma.h"
+#include "prof/prof.h"
 
 namespace {
 
 using namespace remalloc;
 using options::Id;
 
-enum Kind { kInt, kBool, kEnum };
+enum Kind { kInt, kBool, kEnum, kString };
 struct Row {
   const char* name;
   Id id;
@@ -65,6 +67,16 @@ const Row kRows[] = {
     // The secure build's guard mechanism (start-up only); 0..0 elsewhere.
     {"guard_install", options::kGuardInstall, REMALLOC_TEST_SECURE ? 1 : 0, kBool, 0, REMALLOC_TEST_SECURE ? 1 : 0,
      true},
+    // Heap profiling.
+    {"prof", options::kProf, 0, kBool, 0, 1},
+    {"prof_sample", options::kProfSample, 512 * 1024, kInt, 1, 1L << 40},
+    {"prof_interval", options::kProfInterval, 0, kInt, 0, 1L << 40},
+    {"prof_final", options::kProfFinal, 0, kBool, 0, 1},
+    {"prof_leak_error", options::kProfLeakError, 0, kBool, 0, 1},
+    {"prof_limit", options::kProfLimit, 90, kInt, 0, 100},
+    {"prof_unwind", options::kProfUnwind, 0, kEnum, 0, 2},
+    // A string (options::prof_prefix()); as a number it is 0 and cannot be set.
+    {"prof_prefix", options::kProfPrefix, 0, kString, 0, 0, true},
 };
 static_assert(sizeof kRows / sizeof kRows[0] == options::kNumOptions, "a row per option");
 
@@ -185,9 +197,11 @@ TEST(Options, EveryRowTakesItsRangeFromTheEnvironment) {
 TEST(Options, OutOfRangeRefusedAndDefaultKept) {
   for (int end = 0; end < 2; end++) {
     std::vector<std::pair<std::string, std::string>> env;
-    for (const Row& r : kRows) env.emplace_back(var_of(r), std::to_string(end ? r.max + 1 : r.min - 1));
+    for (const Row& r : kRows)
+      if (r.kind != kString) env.emplace_back(var_of(r), std::to_string(end ? r.max + 1 : r.min - 1));
     ChildResult c = init_in_child(env);
     for (const Row& r : kRows) {
+      if (r.kind == kString) continue;
       EXPECT_EQ(c.values[r.id], r.def) << r.name << "=" << (end ? r.max + 1 : r.min - 1);
       EXPECT_TRUE(warned(c, var_of(r), std::to_string(end ? r.max + 1 : r.min - 1)))
           << r.name << ": no warning in: " << c.err;
@@ -290,6 +304,55 @@ TEST(Options, EnumStats) {
   }
 }
 
+TEST(Options, EnumProfUnwind) {
+  const std::pair<const char*, long> words[] = {{"auto", 0}, {"fp", 1}, {"libgcc", 2}, {"FP", 1}, {"0", 0}, {"2", 2}};
+  for (const auto& [word, want] : words) {
+    ChildResult c = init_in_child({{"REMALLOC_PROF_UNWIND", word}});
+    EXPECT_EQ(c.values[options::kProfUnwind], want) << word;
+    EXPECT_EQ(c.err, "") << word;
+  }
+  ChildResult c = init_in_child({{"REMALLOC_PROF_UNWIND", "dwarf"}});
+  EXPECT_EQ(c.values[options::kProfUnwind], 0);
+  EXPECT_TRUE(warned(c, "REMALLOC_PROF_UNWIND", "dwarf")) << c.err;
+}
+
+// The string option: any non-empty value shorter than 1 KiB, kept as given.
+TEST(Options, ProfPrefixIsAString) {
+  ChildResult def = init_in_child({}, [] {
+    if (std::strcmp(options::prof_prefix(), "remalloc") != 0) _exit(20);
+  });
+  EXPECT_EQ(def.err, "");
+  ChildResult c = init_in_child({{"REMALLOC_PROF_PREFIX", "/tmp/dir/my prog"}}, [] {
+    if (std::strcmp(options::prof_prefix(), "/tmp/dir/my prog") != 0) _exit(21);
+    if (std::strcmp(prof::config().prefix, "/tmp/dir/my prog") != 0) _exit(22);
+  });
+  EXPECT_EQ(c.err, "");
+  for (const std::string& bad : {std::string(""), std::string(2000, 'x')}) {
+    ChildResult b = init_in_child({{"REMALLOC_PROF_PREFIX", bad}}, [] {
+      if (std::strcmp(options::prof_prefix(), "remalloc") != 0) _exit(23);
+    });
+    EXPECT_NE(b.err.find("ignoring REMALLOC_PROF_PREFIX="), std::string::npos) << bad.size() << ": " << b.err;
+  }
+}
+
+// The profiling options reach prof/.
+TEST(Options, ProfilingOptionsReachProf) {
+  ChildResult c = init_in_child({{"REMALLOC_PROF", "1"}, {"REMALLOC_PROF_SAMPLE", "4096"},
+                                 {"REMALLOC_PROF_INTERVAL", "1000000"}, {"REMALLOC_PROF_LIMIT", "50"},
+                                 {"REMALLOC_PROF_UNWIND", "fp"}, {"REMALLOC_MEMORY_LIMIT", "64"}},
+                                [] {
+                                  const prof::Config& p = prof::config();
+                                  if (!p.active) _exit(30);
+                                  if (p.sample != 4096) _exit(31);
+                                  if (p.interval != 1000000) _exit(32);
+                                  if (p.limit_percent != 50) _exit(33);
+                                  if (p.unwind != prof::kUnwindFp) _exit(34);
+                                  if (p.memory_limit != size_t{64} << 20) _exit(35);
+                                  if (!options::set(options::kProf, 0) || prof::config().active) _exit(36);
+                                });
+  EXPECT_EQ(c.values[options::kProfSample], 4096);
+}
+
 // init() reads the environment once: later changes are not seen.
 TEST(Options, InitReadsTheEnvironmentOnce) {
   ChildResult c = init_in_child({{"REMALLOC_PURGE_DELAY", "5"}}, [] {
@@ -336,6 +399,10 @@ TEST(Options, SetRefusesOutOfRangeAndKeepsTheValue) {
     EXPECT_EQ(options::get(r.id), old);
     EXPECT_FALSE(options::set(r.id, r.min - 1));
     EXPECT_EQ(options::get(r.id), old);
+    if (r.kind == kString) {
+      EXPECT_FALSE(options::set(r.id, 0));
+      continue;
+    }
     if (r.startup_only) {
       // In range but after start-up: refused, the value kept.
       for (long v = r.min; v <= r.max; v++) EXPECT_EQ(options::set(r.id, v), v == old) << v;
