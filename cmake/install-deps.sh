@@ -8,8 +8,11 @@ pkgs=(build-essential cmake ninja-build pkg-config libgtest-dev libbenchmark-dev
       libgoogle-perftools-dev libtcmalloc-minimal4 gnuplot-nox
       python3 python3-matplotlib git coreutils
       redis-server redis-tools sqlite3 perl lua5.4
-      libpython3.11-testsuite)
+      libpython3.11-testsuite google-perftools)
 # libpython3.11-testsuite: CPython's regression tests (preload.cpython_suite).
+# google-perftools: google-pprof, the second viewer of remalloc's heap
+# profiles in override.HeapProfile.* (jeprof, the first, comes with
+# libjemalloc-dev).
 # The line before: the programs of bench/compare's clients group. On a machine
 # with systemd, Debian's redis-server package also enables a redis service
 # on port 6379; the benchmark never uses it (it starts its own server on a
