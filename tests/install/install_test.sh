@@ -88,6 +88,17 @@ esac
 if "$RUN" >/dev/null 2>&1; then fail "remalloc-run without a command succeeded"; fi
 status=0; "$RUN" sh -c 'exit 7' || status=$?
 [ "$status" = 7 ] || fail "remalloc-run must pass the exit status on (got $status)"
+# --profile DIR: heap profiling on, a profile at exit in DIR named after the
+# command, the viewer command printed, the exit status passed on.
+status=0
+"$RUN" --profile "$TMP/prof" "$PY" -c "import sys; x = [bytearray(1 << 20) for _ in range(64)]; sys.exit(3)" \
+  2>"$TMP/prof.err" || status=$?
+[ "$status" = 3 ] || fail "remalloc-run --profile must pass the exit status on (got $status): $(cat "$TMP/prof.err")"
+last=$(ls -t "$TMP/prof"/python3.*.heap 2>/dev/null | head -n 1)
+[ -n "$last" ] || fail "remalloc-run --profile wrote no DIR/python3.PID.SEQ.heap: $(cat "$TMP/prof.err")"
+head -n 1 "$last" | grep -q '^heap profile: .* @ heap_v2/' || fail "remalloc-run --profile: $last is no heap profile"
+grep -q "^  jeprof --text /.* $last\$" "$TMP/prof.err" \
+  || fail "remalloc-run --profile did not print the viewer command for $last: $(cat "$TMP/prof.err")"
 ln -s "$RUN" "$TMP/run-link"
 out=$("$TMP/run-link" "$PY" -c "$maps_check") || fail "remalloc-run through a symlink failed"
 [ "$out" = True ] || fail "remalloc-run through a symlink: not loaded"
