@@ -61,6 +61,8 @@ static Option g_options[kNumOptions] = {
     {"prof_unwind", 0, kEnum, 0, 2, "",
      "stacks: auto (frame pointers, libgcc's unwinder where they end early), fp or libgcc"},
     {"prof_prefix", 0, kString, 0, 0, "", "profiles are written to PREFIX.PID.SEQ.heap (default: remalloc)"},
+    {"mremap_threshold", 8192, kInt, 4, 1L << 30, "KiB",
+     "blocks at or above this size move by mremap first; smaller ones by UFFDIO_MOVE (no new VMAs)"},
 };
 
 static char g_prof_prefix[1024] = "remalloc";
@@ -229,6 +231,7 @@ void apply() {
   c.mover = int(g_options[kMover].value);
   c.move_threshold = size_t(g_options[kMoveThreshold].value) << 10;
   c.huge_threshold = size_t(g_options[kHugeThreshold].value) << 10;
+  c.mremap_threshold = size_t(g_options[kMremapThreshold].value) << 10;
   c.hugepage = g_options[kHugepage].value != 0;
   c.grow_inplace = g_options[kGrowInplace].value != 0;
   c.dirty_max = size_t(g_options[kDirtyMax].value) << 20;

@@ -36,6 +36,7 @@ enum Id : int {
   kProfLimit,
   kProfUnwind,
   kProfPrefix,
+  kMremapThreshold,
   kNumOptions
 };
 

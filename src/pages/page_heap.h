@@ -24,6 +24,7 @@ struct Config {
   size_t arena_bytes = size_t{256} << 20;     // default reservation
   size_t move_threshold = size_t{128} << 10;  // copy below this size
   size_t huge_threshold = size_t{2} << 20;    // 2 MiB-aligned at or above
+  size_t mremap_threshold = size_t{8} << 20;  // mremap before UFFDIO_MOVE at or above
   int mover = -1;                             // -1 auto, else movers::Kind
   bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
   size_t shrink_slack_pages = 0;              // shrink only when freeing more

@@ -9,7 +9,8 @@ namespace remalloc::pages::purging {
 
 static Span* g_lru_head;  // newest dirty run
 static Span* g_lru_tail;  // oldest
-static Span* g_split_head;  // free runs whose VMAs page moves may have split
+static Span* g_split_head;  // free runs whose VMAs page moves may have split, newest first
+static Span* g_split_tail;  // the oldest of them
 static size_t g_split_count;
 // Heal only once this many split runs wait: when live moved blocks hold the
 // VMAs, healing frees nothing, so the threshold doubles after such a heal.
@@ -46,6 +47,7 @@ static void split_push(Span* f) {
   f->split_next = g_split_head;
   if (g_split_head) g_split_head->split_prev = f;
   g_split_head = f;
+  if (!g_split_tail) g_split_tail = f;
   f->on_split = 1;
   g_split_count++;
 }
@@ -56,7 +58,10 @@ static void split_remove(Span* f) {
     f->split_prev->split_next = f->split_next;
   else
     g_split_head = f->split_next;
-  if (f->split_next) f->split_next->split_prev = f->split_prev;
+  if (f->split_next)
+    f->split_next->split_prev = f->split_prev;
+  else
+    g_split_tail = f->split_prev;
   f->split_next = f->split_prev = nullptr;
   f->on_split = 0;
   g_split_count--;
@@ -246,12 +251,38 @@ static size_t enforce_cap(size_t budget, int runs) {
   return budget;
 }
 
-// Purges runs whose delay passed, oldest first, within the budget.
+// Heals split runs whose delay passed, oldest first: a heal (one
+// mmap(MAP_FIXED)) costs what the purge it replaces costs, and lets the
+// run's VMAs merge back, so the VMAs that moves split go back to the
+// kernel with the decay, not only when the budget runs short. A dirty run
+// larger than the budget is purged a slice at a time first, like any other.
+static size_t decay_heals(uint64_t now, size_t budget, int runs) {
+  uint64_t delay = g_config.purge_delay_ns;
+  while (g_split_tail && budget && runs-- > 0 && g_split_tail->free_ns + delay <= now) {
+    Span* f = g_split_tail;
+    size_t hull = (f->flags & kFreeDirty) ? f->maint_hi - f->maint_lo : 0;
+    if (hull > budget) return budget - purge_run(f, budget);
+    budget -= hull;
+    heal_run(f);
+  }
+  return budget;
+}
+
+// Purges runs whose delay passed, oldest first, within the budget; a run
+// whose VMAs moves split is healed instead.
 static size_t decay(uint64_t now, size_t budget, int runs) {
   if (now < g_next_purge_ns) return budget;
   uint64_t delay = g_config.purge_delay_ns;
-  while (g_lru_tail && budget && runs-- > 0 && g_lru_tail->free_ns + delay <= now)
-    budget -= purge_run(g_lru_tail, budget);
+  while (g_lru_tail && budget && runs-- > 0 && g_lru_tail->free_ns + delay <= now) {
+    Span* f = g_lru_tail;
+    size_t hull = f->maint_hi - f->maint_lo;
+    if (f->on_split && hull <= budget) {
+      heal_run(f);
+      budget -= hull;
+    } else {
+      budget -= purge_run(f, budget);
+    }
+  }
   rearm();
   return budget;
 }
@@ -276,7 +307,8 @@ void maybe_purge(uint64_t now, size_t credit_pages) {
   // new pages), so that the decay keeps pace with a program allocating
   // large blocks fast.
   size_t share = kCallPages + credit_pages;
-  decay(now, budget < share ? budget : share, kCallRuns);
+  share = decay(now, budget < share ? budget : share, kCallRuns);
+  if (g_split_tail && share) decay_heals(now, share, kCallHeals);
 }
 
 // The descriptors of the pages inside free runs (only a run's first page
@@ -418,6 +450,7 @@ size_t validate_locked() {
     splits++;
   }
   if (splits != g_split_count) fatal("purge: split count does not add up", nullptr);
+  if (prev != g_split_tail) fatal("purge: split list tail wrong", g_split_tail);
   return n;
 }
 

@@ -435,6 +435,10 @@ TEST(Engine, VmaBudgetHoldsOverManyMoves) {
   opt.set("grow_inplace", 0);
   opt.set("move_threshold", 0);
   opt.set("mover", -1);
+  // The policy moves blocks below the huge threshold by UFFDIO_MOVE (no
+  // VMA); these 256 KiB blocks count as huge here, so mremap goes first.
+  opt.set("huge_threshold", 256);
+  opt.set("mremap_threshold", 256);
   remalloc_stats_t b = stats();
   constexpr int kBlocks = 16;
   void* p[kBlocks];
@@ -482,6 +486,62 @@ TEST(Engine, VmaBudgetHoldsOverManyMoves) {
          a.fallback_budget - b.fallback_budget, a.vma_heals - b.vma_heals, max_lines, budget);
 }
 
+// The relocation policy (issue 16): below the mremap threshold, where mremap
+// would move page by page like UFFDIO_MOVE and leave two VMAs behind for
+// good, moves go by UFFDIO_MOVE and the process's VMA count stays where it
+// was; a huge block moves by mremap (whole page-table pages).
+TEST(Engine, PolicyMovesMidSizedBlocksWithoutNewVmasAndHugeOnesByMremap) {
+  if (!tu::uffd_move_supported()) GTEST_SKIP() << "no UFFDIO_MOVE on this kernel";
+  EngineOptionGuard opt;
+  opt.set("grow_inplace", 0);
+  opt.set("move_threshold", 0);
+  opt.set("mover", -1);
+  opt.set("huge_threshold", 2048);
+  opt.set("mremap_threshold", 8192);
+  constexpr int kBlocks = 16;
+  void* p[kBlocks];
+  for (int i = 0; i < kBlocks; i++) {
+    p[i] = remalloc_malloc(256 * 1024);
+    ASSERT_NE(p[i], nullptr);
+    fill(p[i], 256 * 1024, uint64_t(i));
+  }
+  // Warm up: the first move opens the userfaultfd and makes its arena.
+  p[0] = remalloc_realloc(p[0], 256 * 1024 + kPage);
+  ASSERT_NE(p[0], nullptr);
+  remalloc_stats_t b = stats();
+  long before = maps_lines();
+  long most = before;
+  for (int it = 0; it < 400; it++) {
+    int i = it % kBlocks;
+    size_t n = 256 * 1024 + size_t(1 + (it / kBlocks) % 2) * kPage;  // a move each time (no in-place growth)
+    void* q = remalloc_realloc(p[i], n);
+    ASSERT_NE(q, nullptr) << "move " << it;
+    p[i] = q;
+    long l = it % 40 == 0 ? maps_lines() : 0;
+    if (l > most) most = l;
+  }
+  remalloc_stats_t a = stats();
+  EXPECT_EQ(a.moves_mremap, b.moves_mremap) << "a 256 KiB block moved by mremap";
+  EXPECT_GE(a.moves_uffd - b.moves_uffd, 150u) << "half the reallocs move (the others shrink in place)";
+  EXPECT_LE(most, before + 4) << "the moves added VMAs: " << before << " -> " << most;
+  for (int i = 0; i < kBlocks; i++) {
+    EXPECT_TRUE(check(p[i], 256 * 1024, 0, uint64_t(i)));
+    remalloc_free(p[i]);
+  }
+  // A huge block past the mremap threshold (4 -> 8 MiB): mremap.
+  size_t n = size_t{4} << 20;
+  void* h = remalloc_malloc(n);
+  ASSERT_NE(h, nullptr);
+  fill(h, n, 99);
+  b = stats();
+  void* g = remalloc_realloc(h, 2 * n);
+  ASSERT_NE(g, nullptr);
+  a = stats();
+  EXPECT_EQ(a.moves_mremap, b.moves_mremap + 1) << "a block growing to 8 MiB did not move by mremap";
+  EXPECT_TRUE(check(g, n, 0, 99));
+  remalloc_free(g);
+}
+
 // Many live moved blocks: mremap's VMAs cannot be healed away, so the budget
 // fills; moves must go on through UFFDIO_MOVE or copying, never fail. The
 // default budget is a quarter of vm.max_map_count.
@@ -493,7 +553,8 @@ TEST(Engine, FullVmaBudgetFallsBackWithoutFailing) {
   opt.set("vma_budget", budget);
   opt.set("grow_inplace", 0);
   opt.set("move_threshold", 0);
-  opt.set("mover", -1);
+  // mremap forced: the budget, once full, sends moves to the copy mover.
+  opt.set("mover", 0);
   EXPECT_EQ(stats().vma_budget, size_t(budget));
   remalloc_stats_t b = stats();
   std::vector<void*> blocks;

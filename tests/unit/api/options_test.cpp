@@ -77,6 +77,7 @@ const Row kRows[] = {
     {"prof_unwind", options::kProfUnwind, 0, kEnum, 0, 2},
     // A string (options::prof_prefix()); as a number it is 0 and cannot be set.
     {"prof_prefix", options::kProfPrefix, 0, kString, 0, 0, true},
+    {"mremap_threshold", options::kMremapThreshold, 8192, kInt, 4, 1L << 30},
 };
 static_assert(sizeof kRows / sizeof kRows[0] == options::kNumOptions, "a row per option");
 
