@@ -159,6 +159,13 @@ typedef struct remalloc_stats_s {
                               and allocated as well) */
   size_t moves_multi_vma;  /* relocation engine: sources of several VMAs,
                               moved one VMA per call */
+  /* VMAs counted, not estimated (0.2): */
+  size_t vma_kernel;       /* the kernel's count: lines of /proc/self/maps
+                              when the statistics were taken */
+  size_t vma_moved_blocks; /* live large blocks whose pages arrived by
+                              mremap: each holds VMAs of its own until freed */
+  size_t vma_split_runs;   /* free runs whose VMAs moves split, waiting for
+                              the decay to heal them */
   /* Append new fields here. */
 } remalloc_stats_t;
 

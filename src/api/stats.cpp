@@ -50,6 +50,10 @@ void gather(Snapshot* s) {
   out->vma_estimate = vma::estimate();
   out->vma_budget = vma::budget();
   out->vma_heals = ps.heals;
+  long maps = os::count_maps();
+  out->vma_kernel = maps > 0 ? size_t(maps) : 0;
+  out->vma_moved_blocks = ps.moved_blocks;
+  out->vma_split_runs = ps.split_runs;
   out->slab_slack = ps.slab_bytes > small_bytes ? ps.slab_bytes - small_bytes : 0;
   out->free_unpurged = ps.dirty_bytes;
   out->metadata = ps.meta_resident;
@@ -95,7 +99,7 @@ RM_SAME_OFFSET(vma_budget) RM_SAME_OFFSET(vma_heals)
 #undef RM_SAME_OFFSET
 // Appended fields (0.2 on) are all size_t, so the struct has no padding.
 static_assert(sizeof(remalloc_stats_t) % sizeof(size_t) == 0);
-static_assert(offsetof(remalloc_stats_t, moves_multi_vma) + sizeof(size_t) == sizeof(remalloc_stats_t),
+static_assert(offsetof(remalloc_stats_t, vma_split_runs) + sizeof(size_t) == sizeof(remalloc_stats_t),
               "remalloc_stats_t: a field was added, but not at the end");
 }  // namespace
 
@@ -130,7 +134,7 @@ extern "C" size_t remalloc_stats_json(char* buf, size_t len) {
 #define X(name, label, doc) F(name)
   REMALLOC_RELOC_COUNTERS(X)
 #undef X
-  F(vma_estimate) F(vma_budget) F(vma_heals)
+  F(vma_estimate) F(vma_budget) F(vma_heals) F(vma_kernel) F(vma_moved_blocks) F(vma_split_runs)
   F(slab_slack) F(free_unpurged) F(metadata) F(dirty_cap)
   F(bg_running) F(bg_purged_bytes) F(bg_heals) F(bg_wakeups) F(memory_limit) F(memory_headroom)
   F(guarded_sampled) F(guarded_live)
@@ -201,6 +205,8 @@ extern "C" void remalloc_stats_print(int fd) {
 #undef X
   w.str("  VMAs (estimate / budget)").pad_to(36).u64(st.vma_estimate).str(" / ").u64(st.vma_budget)
       .str(", healed ").u64(st.vma_heals).chr('\n');
+  w.str("  VMAs (kernel's count)").pad_to(36).u64(st.vma_kernel).str(" (moved-in blocks ").u64(st.vma_moved_blocks)
+      .str(", split free runs ").u64(st.vma_split_runs).str(")\n");
 }
 
 namespace remalloc::api {

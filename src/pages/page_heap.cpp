@@ -268,6 +268,18 @@ void get_stats(Stats* out) {
   out->dirty_bytes = free_runs::dirty_bytes();
   out->purged_bytes = purging::purged_bytes();
   out->heals = purging::heals();
+  out->split_runs = purging::split_count();
+  // Live blocks whose pages arrived by mremap (a walk over the runs: the
+  // statistics only).
+  size_t moved = 0;
+  for (Arena* a = g_arenas; a; a = a->next_arena)
+    for (size_t idx = 0; idx < a->npages && a->meta[idx].npages;) {
+      const Span* r = &a->meta[idx];
+      uint8_t kind = __atomic_load_n(&r->kind, __ATOMIC_RELAXED);
+      if ((kind == kSpanLarge || kind == kSpanCached) && (r->flags & kLargeMovedIn)) moved++;
+      idx += r->npages;
+    }
+  out->moved_blocks = moved;
   out->bg_purged_bytes = purging::background_purged_bytes();
   out->bg_heals = purging::background_heals();
   out->dirty_cap = purging::dirty_cap();

@@ -102,6 +102,7 @@ struct Stats {
   size_t bg_purged_bytes, bg_heals;             // of which by the background thread
   size_t dirty_cap;                             // the dirty cap now
   size_t meta_resident;                         // resident metadata (arenas, map)
+  size_t moved_blocks, split_runs;              // live moved-in blocks, split free runs
   size_t counters[kNumCounters];
 };
 void get_stats(Stats* out);

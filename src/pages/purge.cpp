@@ -431,6 +431,7 @@ Span* find_resident(size_t npages, size_t align, size_t phase, Region region, si
 
 size_t purged_bytes() { return g_purged_bytes; }
 size_t heals() { return g_heals; }
+size_t split_count() { return g_split_count; }
 
 size_t validate_locked() {
   size_t n = 0;

@@ -66,6 +66,7 @@ size_t background_heals();
 
 size_t purged_bytes();
 size_t heals();
+size_t split_count();  // split free runs waiting to be healed
 
 size_t validate_locked();
 

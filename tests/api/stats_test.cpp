@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -106,6 +107,45 @@ std::string capture_print() {
   while ((r = read(fd, buf, sizeof buf)) > 0) s.append(buf, static_cast<size_t>(r));
   close(fd);
   return s;
+}
+
+// The kernel's own VMA count beside the estimate, and what moves hold: a
+// block moved by mremap is a moved-in block until freed; its source run a
+// split free run until the decay heals it.
+TEST(Stats, CountsTheKernelsVmasAndWhatMovesHold) {
+  remalloc_stats_t b;
+  remalloc_stats_get(&b);
+  ASSERT_GT(b.vma_kernel, 0u) << "no count of /proc/self/maps";
+  long maps = 0;
+  if (FILE* f = fopen("/proc/self/maps", "r")) {
+    for (int c; (c = fgetc(f)) != EOF;) maps += c == '\n';
+    fclose(f);
+  }
+  EXPECT_NEAR(double(b.vma_kernel), double(maps), 8.0) << "the kernel's count is the maps file's lines";
+  long mover = remalloc_option_get("mover");
+  long inplace = remalloc_option_get("grow_inplace");
+  ASSERT_EQ(remalloc_option_set("mover", 0), 0);  // mremap
+  ASSERT_EQ(remalloc_option_set("grow_inplace", 0), 0);
+  size_t n = size_t{1} << 20;
+  char* p = static_cast<char*>(remalloc_malloc(n));
+  ASSERT_NE(p, nullptr);
+  memset(p, 7, n);
+  char* q = static_cast<char*>(remalloc_realloc(p, 2 * n));
+  ASSERT_NE(q, nullptr);
+  remalloc_stats_t a;
+  remalloc_stats_get(&a);
+  remalloc_option_set("mover", mover);
+  remalloc_option_set("grow_inplace", inplace);
+  if (a.moves_mremap > b.moves_mremap) {
+    EXPECT_EQ(a.vma_moved_blocks, b.vma_moved_blocks + 1) << "the block moved by mremap is not counted";
+  } else {
+    ADD_FAILURE() << "the forced mremap mover did not move the block (mremap with MREMAP_DONTUNMAP missing?)";
+  }
+  EXPECT_EQ(q[n - 1], 7);
+  remalloc_free(q);
+  remalloc_stats_t c;
+  remalloc_stats_get(&c);
+  EXPECT_EQ(c.vma_moved_blocks, b.vma_moved_blocks) << "a freed moved-in block still counted";
 }
 
 TEST(Stats, PrintWritesReadableReport) {
