@@ -72,15 +72,23 @@ Writer& Writer::i64(int64_t v) {
   return u64(uint64_t(v));
 }
 
-Writer& Writer::hex(uint64_t v) {
-  str("0x");
+size_t format_hex(char* out, uint64_t v) {
   char tmp[16];
   size_t n = 0;
   do {
     tmp[n++] = "0123456789abcdef"[v & 15];
     v >>= 4;
   } while (v);
-  while (n) chr(tmp[--n]);
+  out[0] = '0';
+  out[1] = 'x';
+  for (size_t i = 0; i < n; i++) out[2 + i] = tmp[n - 1 - i];
+  return n + 2;
+}
+
+Writer& Writer::hex(uint64_t v) {
+  char tmp[18];
+  size_t n = format_hex(tmp, v);
+  for (size_t i = 0; i < n; i++) chr(tmp[i]);
   return *this;
 }
 

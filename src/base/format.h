@@ -53,5 +53,7 @@ class BufWriter {
 };
 
 size_t format_u64(char* out, uint64_t v);  // returns digits written, no NUL
+// "0x" and lowercase hex digits (at most 18 chars); returns chars written, no NUL.
+size_t format_hex(char* out, uint64_t v);
 
 }  // namespace remalloc

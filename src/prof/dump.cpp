@@ -55,14 +55,7 @@ class Out {
   }
   Out& hex(uint64_t v) {
     char t[18];
-    size_t n = 0;
-    do {
-      t[n++] = "0123456789abcdef"[v & 15];
-      v >>= 4;
-    } while (v);
-    char r[20] = {'0', 'x'};
-    for (size_t i = 0; i < n; i++) r[2 + i] = t[n - 1 - i];
-    return put(r, n + 2);
+    return put(t, format_hex(t, v));
   }
   bool flush() {
     const char* p = buf_;
