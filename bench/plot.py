@@ -5,8 +5,11 @@ usage: plot.py RESULTS_JSON OUT_DIR [svg|png]
 
 Each chart has grouped bars, one group per workload and one bar per
 allocator, of the ratio to the best allocator of that workload (1 = best,
-log scale): time, time inside realloc (realloc group), CPU time (user +
-sys), minor page faults and peak RSS. Uses
+log scale): time, time inside realloc (realloc group), the time tables a
+group adds (the hugepages group's first-touch stall), CPU time (user +
+sys), minor page faults and peak RSS. The medians are computed from the raw
+runs (bench/harness/stats.py), as the report does. SVGs carry no date and
+fixed ids, so the same results.json gives the same files. Uses
 matplotlib (Agg backend); without it, falls back to gnuplot (time only);
 without either, makes no chart and says so. Prints one JSON line:
 {"charts": {group: file name}, "notes": [...]}.
@@ -17,8 +20,17 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness.stats import summarize  # noqa: E402
+
 SLUG = {"small & multithreaded": "small", "realloc growth": "realloc", "huge": "huge",
-        "real programs": "real", "clients": "clients"}
+        "hugepages": "hugepages", "real programs": "real", "clients": "clients"}
+
+
+def slugs(doc):
+    """(group, file slug) in the report's order."""
+    groups = doc["meta"].get("groups") or list(SLUG)
+    return [(g, SLUG.get(g) or "".join(c if c.isalnum() else "-" for c in g)) for g in groups]
 
 
 def median(entry, key):
@@ -29,9 +41,9 @@ def median(entry, key):
 def ratios(doc, group):
     """[(panel title, workloads, {alloc: [ratio or None per workload]})]."""
     summary = doc["summary"]
-    names = list(doc["meta"]["allocators"])
     wls = [w for w, m in doc["meta"]["workloads"].items()
            if m["group"] == group and not m["reference"] and summary.get(w)]
+    names = [a for a in doc["meta"]["allocators"] if any(a in summary[w] for w in wls)]
     panels = []
     getters = [("time (ratio to best)", lambda e: e["time"]["median"]),
                ("CPU time, user + sys (ratio to best)", lambda e: median(e, "cpu")),
@@ -40,6 +52,13 @@ def ratios(doc, group):
     if group == "realloc growth":
         getters.insert(1, ("time inside realloc (ratio to best)",
                            lambda e: e["result_medians"].get("realloc_seconds")))
+    at = 1
+    for w in wls:
+        for key, label, kind, *heading in doc["meta"]["workloads"][w].get("extras", []):
+            title = "%s (ratio to best)" % (heading[0] if heading else "")
+            if heading and kind == "time" and title not in [t for t, _ in getters]:
+                getters.insert(at, (title, lambda e, k=key: e["result_medians"].get(k)))
+                at += 1
     for title, get in getters:
         table = {a: [] for a in names}
         for w in wls:
@@ -59,8 +78,9 @@ def with_matplotlib(doc, out_dir, fmt):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    matplotlib.rcParams["svg.hashsalt"] = "remalloc-bench"  # fixed ids
     charts = {}
-    for group, slug in SLUG.items():
+    for group, slug in slugs(doc):
         panels = ratios(doc, group)
         if not panels or not panels[0][1]:
             continue
@@ -90,7 +110,8 @@ def with_matplotlib(doc, out_dir, fmt):
         fig.suptitle("%s — %s mode, lower is better" % (group, doc["meta"]["mode"]))
         fig.tight_layout()
         name = "chart-%s.%s" % (slug, fmt)
-        fig.savefig(os.path.join(out_dir, name), dpi=110)
+        fig.savefig(os.path.join(out_dir, name), dpi=110,
+                    metadata={"Date": None} if fmt == "svg" else {})
         plt.close(fig)
         charts[group] = name
     return charts
@@ -98,7 +119,7 @@ def with_matplotlib(doc, out_dir, fmt):
 
 def with_gnuplot(doc, out_dir, fmt):
     charts = {}
-    for group, slug in SLUG.items():
+    for group, slug in slugs(doc):
         panels = ratios(doc, group)
         if not panels or not panels[0][1]:
             continue
@@ -133,6 +154,8 @@ def main():
         sys.exit(__doc__)
     with open(sys.argv[1]) as f:
         doc = json.load(f)
+    meta = doc["meta"]
+    doc["summary"] = summarize(doc["runs"], meta["workloads"], list(meta["allocators"]))
     out_dir = sys.argv[2]
     fmt = sys.argv[3] if len(sys.argv) == 4 else "svg"
     notes = []
