@@ -52,7 +52,7 @@ if(err)
   message(FATAL_ERROR "results.json lacks meta.fault_cost (bench_faultcost)")
 endif()
 file(READ "${OUT}/results.md" md)
-foreach(heading "## small & multithreaded" "## realloc growth" "## huge" "## real programs"
+foreach(heading "## small & multithreaded" "## realloc growth" "## hugepages" "## real programs"
                 "### CPU time (user + sys)" "### Minor page faults" "Page faults on this machine")
   string(FIND "${md}" "${heading}" at)
   if(at EQUAL -1)

@@ -12,7 +12,8 @@ import time
 
 from . import report, runner
 from .common import HERE, ROOT
-from .runner import (DEFAULT_ALLOCATORS, KNOWN, REPS, TIMEOUT, Progress, machine_info,
+from .runner import (DEFAULT_ALLOCATORS, DEFAULT_GROUP_ONLY, KNOWN, REPS, TIMEOUT, VARIANTS,
+                     Progress, machine_info,
                      measure_fault_cost, micro_reps, resolve_allocators, rotated, run_micro,
                      run_workload)
 from .stats import summarize, summarize_micro
@@ -61,8 +62,9 @@ def main():
     ap = argparse.ArgumentParser(
         description=DOC.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Allocators: glibc, jemalloc, mimalloc, tcmalloc, remalloc, or NAME=/path/lib.so; "
-               "those not installed are skipped with a note.")
+        epilog="Allocators: glibc, jemalloc, mimalloc, tcmalloc, remalloc, glibc-hugetlb (glibc "
+               "with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; by default in the hugepages group "
+               "only), or NAME=/path/lib.so; those not installed are skipped with a note.")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--tiny", dest="mode", action="store_const", const="tiny",
                       help="seconds; for tests")
@@ -158,11 +160,26 @@ def main():
         sys.stderr.write("compare: every selected workload lacks a program\n")
         return args.skip_status if args.skip_status is not None else 1
 
+    # The default set's group-only allocators (glibc-hugetlb) run in their
+    # groups only, and not at all when none of those was selected.
+    group_only = DEFAULT_GROUP_ONLY if not args.allocators and not args.allocator else {}
+
+    def walloc(w):
+        return [(a, p) for a, p in allocs if a not in group_only or w.group in group_only[a]]
+    allocs = [x for x in allocs if any(x in walloc(w) for w in workloads if not w.reference)
+              or x[0] not in group_only]
+
     out_dir = os.path.abspath(args.out)
     work_dir = os.path.join(out_dir, "work")
     os.makedirs(work_dir, exist_ok=True)
     reps = args.reps or REPS[args.mode]
     alloc_env = {}
+    for a, _ in allocs:
+        if a in VARIANTS:
+            env = dict(VARIANTS[a][1])
+            if "GLIBC_TUNABLES" in env and os.environ.get("GLIBC_TUNABLES"):
+                env["GLIBC_TUNABLES"] = os.environ["GLIBC_TUNABLES"] + ":" + env["GLIBC_TUNABLES"]
+            alloc_env[a] = env
     for spec in args.env:
         name, sep, assign = spec.partition(":")
         var, eq, value = assign.partition("=")
@@ -186,8 +203,9 @@ def main():
     def wreps(w):
         return reps if args.reps else w.reps.get(args.mode, reps)
 
-    total = sum(wreps(w) * (1 if w.reference else len(allocs)) for w in workloads)
-    total += micro_reps(reps) * len(allocs) if args.micro else 0
+    micro_allocs = [x for x in allocs if x[0] not in group_only]
+    total = sum(wreps(w) * (1 if w.reference else len(walloc(w))) for w in workloads)
+    total += micro_reps(reps) * len(micro_allocs) if args.micro else 0
     progress = Progress(total, args.quiet)
     runs = []
     for rep in range(reps):
@@ -197,9 +215,9 @@ def main():
             if w.reference:
                 runs.append(run_workload(w, ctx, "(none)", None, rep, progress))
                 continue
-            for alloc, path in rotated(allocs, rep + i):
+            for alloc, path in rotated(walloc(w), rep + i):
                 runs.append(run_workload(w, ctx, alloc, path, rep, progress))
-    micro_runs = run_micro(ctx, allocs, progress) if args.micro else None
+    micro_runs = run_micro(ctx, micro_allocs, progress) if args.micro else None
     progress.finish()
 
     # The same input must give the same output under every allocator.
@@ -222,7 +240,9 @@ def main():
         "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "allocators": {a: p for a, p in allocs}, "bin_dir": bin_dir, "notes": list(notes),
         "groups": GROUPS,
-        "workloads": {w.name: w.meta(reps=wreps(w)) for w in workloads},
+        "workloads": {w.name: w.meta(reps=wreps(w), **({} if w.reference else {
+            "allocators": [a for a, _ in walloc(w)]})) for w in workloads},
+        "allocator_env": alloc_env,
         "failed_runs": len(failed),
         "fault_cost": fault_cost,
         "skipped_workloads": missing,

@@ -118,12 +118,12 @@ def ratio_table(rows, names, fmt, lines, floor=1e-12):
 
 def extra_headings(group_wl):
     """The extras of a group that have a table of their own, in order:
-    [(heading, kind)]."""
+    [(heading, kind, label)]; the label names the table in the summary."""
     out = []
     for w in group_wl:
         for key, label, kind, *heading in w.extras:
-            if heading and (heading[0], kind) not in out:
-                out.append((heading[0], kind))
+            if heading and heading[0] not in [h for h, _, _ in out]:
+                out.append((heading[0], kind, label))
     return out
 
 
@@ -203,8 +203,11 @@ def write_markdown(path, doc, summary, names, micro, charts, notes):
              % (meta["mode"], meta["reps"], meta["threads"], meta["host"], meta["kernel"],
                 meta["date"]))
     L.append("")
-    L.append("Allocators: " + ", ".join("%s (%s)" % (a, p or "no preload")
-                                        for a, p in meta["allocators"].items()) + ".")
+    aenv = meta.get("allocator_env") or {}
+    L.append("Allocators: " + ", ".join(
+        "%s (%s)" % (a, ", ".join([p or "no preload"] + ["%s=%s" % kv for kv in
+                                                         sorted(aenv.get(a, {}).items())]))
+        for a, p in meta["allocators"].items()) + ".")
     thp = meta.get("thp")
     if thp:
         L.append("")
@@ -289,14 +292,14 @@ def write_markdown(path, doc, summary, names, micro, charts, notes):
                 L.append("")
                 geo[g]["realloc"] = ratio_table(
                     metric_rows(gw, summary, names, "realloc_seconds"), names, fmt_time, L)
-            for heading, kind in extra_headings(gw):
+            for heading, kind, label in extra_headings(gw):
                 L.append("### %s" % heading)
                 L.append("")
                 rows = extra_table_rows(gw, summary, names, heading)
                 if kind == "percent":
                     value_table(rows, names, fmt_percent, L)
                 else:
-                    geo[g][heading] = ratio_table(
+                    geo[g][label] = ratio_table(
                         rows, names, {"time": fmt_time, "rss_kib": fmt_mib}.get(kind, fmt_count), L)
             L.append("### Peak RSS")
             L.append("")
@@ -342,6 +345,7 @@ def write_markdown(path, doc, summary, names, micro, charts, notes):
                                               " | ".join(fmt_ratio(gm.get(a)) for a in names)))
         L.append("")
     if micro:
+        names = [a for a in names if any(a in per for per in micro.values())]
         L.append("## Microbenchmarks (Google Benchmark, real time per iteration)")
         L.append("")
         L.append("BM_BatchAllocFree iterations are 1000 mallocs and 1000 frees. Cell: time, "

@@ -25,7 +25,17 @@ KNOWN = {
     "tcmalloc": ["libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so", "libtcmalloc.so.4"],
     "remalloc": None,  # found next to the build (see find_remalloc)
 }
-DEFAULT_ALLOCATORS = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "remalloc"]
+# Built-in variants: a known allocator (None: glibc) run with settings of
+# its own, a column of its own.
+VARIANTS = {
+    # glibc asking for transparent huge pages (madvise on its mmapped chunks
+    # and heaps; glibc 2.35+).
+    "glibc-hugetlb": (None, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+}
+DEFAULT_ALLOCATORS = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "remalloc", "glibc-hugetlb"]
+# Allocators of the default set that run in some groups only (named with
+# --allocators or as an argument, they run everywhere).
+DEFAULT_GROUP_ONLY = {"glibc-hugetlb": ("hugepages",)}
 
 REPS = {"tiny": 1, "short": 5, "full": 3}
 TIMEOUT = {"tiny": 120, "short": 300, "full": 3600}
@@ -79,6 +89,8 @@ def resolve_allocators(specs, bin_dir, remalloc=None):
                 continue
         elif spec == "glibc":
             name, path = spec, None
+        elif spec in VARIANTS:
+            name, path = spec, VARIANTS[spec][0]
         elif spec == "remalloc":
             name, path = spec, find_remalloc(bin_dir, remalloc)
             if not path:
@@ -93,7 +105,7 @@ def resolve_allocators(specs, bin_dir, remalloc=None):
                 continue
         else:
             sys.exit("compare: unknown allocator %r: give NAME=/path/to/lib.so or one of %s"
-                     % (spec, ", ".join(KNOWN)))
+                     % (spec, ", ".join(list(KNOWN) + list(VARIANTS))))
         if name in seen:
             sys.exit("compare: allocator %r given twice" % name)
         seen.add(name)

@@ -11,7 +11,17 @@ from .clients import (CLIENT_REPS, clients_script, csize, lua_expect, perl_expec
 from .common import HERE, bin_path, clean_env, parse_result, python_exe
 
 # Groups in the order the report gives them.
-GROUPS = ["small & multithreaded", "realloc growth", "huge", "real programs", "clients"]
+GROUPS = ["small & multithreaded", "realloc growth", "hugepages", "real programs", "clients"]
+
+# The hugepages group's tables of their own: [key, label, kind, heading].
+STALL = ("stall_seconds", "first-touch stall", "time",
+         "First-touch stall (the slowest single allocation or realloc plus the first touch "
+         "of its first 2 MiB)")
+COVERAGE = ("thp_percent", "huge-page coverage", "percent",
+            "Huge-page coverage (AnonHugePages / Rss of the buffer's mappings)")
+GROWTH = ("grow_seconds", "growth", "time",
+          "Growth (realloc to the full size, every new word written, samples checked)")
+HUGE_REPS = {"short": 3}
 
 
 class Workload:
@@ -145,8 +155,16 @@ WORKLOADS = [
              "fork + exit + wait (median of 50) after 64 buffers grew round-robin by 256 KiB to "
              "4 MiB (full: 16 MiB) and half were freed; the VMAs the process had then",
              extras=[("fork_max_seconds", "slowest fork", "time")]),
-    Workload("hugechurn", "huge", native("hugechurn"),
-             "malloc, touch, free of 8 MiB..512 MiB blocks (short: ..64 MiB), two live"),
+    Workload("hugebuf-random", "hugepages", native("hugebuf", "--case", "random"),
+             "one buffer grown by realloc (x1.5 steps, every new word written) to 1 GiB "
+             "(short: 256 MiB), then 32M (short: 8M) random 8-byte read-modify-writes; sum checked",
+             extras=[GROWTH, STALL, COVERAGE], reps=HUGE_REPS),
+    Workload("hugebuf-scan", "hugepages", native("hugebuf", "--case", "scan"),
+             "the same buffer, then 4 sequential sums of all of it, each checked",
+             extras=[GROWTH, STALL, COVERAGE], reps=HUGE_REPS),
+    Workload("hugechurn", "hugepages", native("hugechurn"),
+             "malloc, touch, free of 8 MiB..512 MiB blocks (short: ..64 MiB), two live",
+             extras=[STALL, COVERAGE]),
     Workload("python", "real programs",
              lambda ctx: [python_exe(), os.path.join(HERE, "workloads", "pygrow.py"), ctx["scale"]],
              "CPython grows a bytearray, a list and a dict", env={"PYTHONHASHSEED": "0"}),

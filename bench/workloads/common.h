@@ -7,6 +7,7 @@
 // LD_PRELOAD, so every allocator runs the very same binary.
 #pragma once
 
+#include <fcntl.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -260,6 +261,61 @@ inline Rss read_rss() {
   }
   fclose(f);
   return r;
+}
+
+// Huge-page coverage of the mappings that hold [addr, addr + len): the sums
+// of Rss and AnonHugePages of every VMA of /proc/self/smaps that overlaps the
+// range (whole VMAs: smaps does not split them; an allocator's arena may be
+// larger than the buffer). Reads with open/read into a static buffer: no
+// allocation, so it does not disturb the heap it measures. -1 when smaps
+// cannot be read.
+struct Coverage {
+  long rss_kib = -1;
+  long huge_kib = -1;   // AnonHugePages
+  int vmas = 0;         // VMAs overlapping the range
+  double percent() const { return rss_kib > 0 ? 100.0 * static_cast<double>(huge_kib) / static_cast<double>(rss_kib) : 0.0; }
+};
+
+inline Coverage huge_coverage(const void* addr, size_t len) {
+  Coverage c;
+  int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return c;
+  c.rss_kib = c.huge_kib = 0;
+  static char buf[1 << 16];
+  char line[512];
+  size_t ll = 0;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(addr), hi = lo + len;
+  bool in = false;
+  auto one = [&](char* ln) {
+    unsigned long a = 0, b = 0;
+    // A VMA header: "start-end perms ..."; field lines start with a capital.
+    if (ln[0] >= 'A' && ln[0] <= 'Z') {
+      if (!in) return;
+      if (!strncmp(ln, "Rss:", 4)) c.rss_kib += strtol(ln + 4, nullptr, 10);
+      else if (!strncmp(ln, "AnonHugePages:", 14)) c.huge_kib += strtol(ln + 14, nullptr, 10);
+      return;
+    }
+    if (sscanf(ln, "%lx-%lx", &a, &b) == 2) {
+      in = a < hi && b > lo;
+      if (in) c.vmas++;
+    }
+  };
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; i++) {
+      char ch = buf[i];
+      if (ch == '\n') {
+        line[ll] = 0;
+        one(line);
+        ll = 0;
+      } else if (ll + 1 < sizeof line) {
+        line[ll++] = ch;
+      }
+    }
+  }
+  close(fd);
+  return c;
 }
 
 // Is the preloaded allocator (if any) actually mapped into this process?

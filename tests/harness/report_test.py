@@ -155,7 +155,7 @@ class ReportTest(unittest.TestCase):
         at = self.md.index("## Summary")
         lines = self.md[at:].split("\n")
         self.assertIn("| small & multithreaded | time | ×1.41 | ×2.00 | - |", lines)
-        self.assertIn("| hugepages | First-touch stall | ×2.00 | ×1.00 | ×4.00 |", lines)
+        self.assertIn("| hugepages | stall | ×2.00 | ×1.00 | ×4.00 |", lines)
 
     def test_report_only_is_byte_identical(self):
         outs = []
