@@ -3,6 +3,7 @@ client sizes, the SQL script, the expected results, and redis-server's life
 (a minimal RESP client, start, phases, checks, stop)."""
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -175,8 +176,37 @@ def redis_append_phase(ctx, port):
             got = redis_call(port, "GETRANGE", "bigkey", at, at + REDIS_APPEND_VALUE - 1)
             if got != value.encode():
                 return "GETRANGE bigkey %d: wrong bytes" % at
-        return None
+        return redis_fork(port, result)
     return [argv], check
+
+
+def redis_info(port, section):
+    text = redis_call(port, "INFO", section).decode()
+    return dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln and not ln.startswith("#"))
+
+
+def redis_fork(port, result, timeout=120):
+    """BGSAVE (into the session's own --dir), wait until it is done, and
+    record Redis's own figure of what the fork cost: latest_fork_usec of
+    INFO stats (the fork() call in the server, with the big value and all
+    the allocator's mappings in the process). Returns an error or None."""
+    redis_call(port, "BGSAVE")
+    deadline = time.monotonic() + timeout
+    while True:
+        info = redis_info(port, "persistence")
+        if info.get("rdb_bgsave_in_progress") == "0":
+            break
+        if time.monotonic() > deadline:
+            return "BGSAVE still running after %d s" % timeout
+        time.sleep(0.01)
+    if info.get("rdb_last_bgsave_status") != "ok":
+        return "BGSAVE failed: rdb_last_bgsave_status %s" % info.get("rdb_last_bgsave_status")
+    usec = int(redis_info(port, "stats").get("latest_fork_usec", "-1"))
+    if usec < 0:
+        return "INFO stats has no latest_fork_usec"
+    result["latest_fork_usec"] = usec
+    result["fork_seconds"] = usec * 1e-6
+    return None
 
 
 def redis_mixed_phase(ctx, port):
@@ -231,13 +261,15 @@ def redis_session(ctx, preload, env, phase):
     persistence, runs the phase's redis-benchmark commands (nothing
     preloaded) and checks the data, then stops the server by its PID
     (SIGTERM) and waits. Time is the clients' wall time; CPU, faults and
-    peak RSS are the server's."""
+    peak RSS are the server's. The server's --dir is a folder of its own
+    (a BGSAVE writes its dump there), removed afterwards."""
     import signal
     port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="redis-%d-" % port, dir=ctx["work_dir"])
     launch = bin_path(ctx, "bench_launch")
     ru_file = os.path.join(ctx["work_dir"], "rusage-redis-%d" % port)
     server = [prog(ctx, "redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-              "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", ctx["work_dir"],
+              "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", data_dir,
               "--loglevel", "warning", "--logfile", ""]
     log = tempfile.TemporaryFile()
     t_start = time.perf_counter()
@@ -312,6 +344,7 @@ def redis_session(ctx, preload, env, phase):
         os.unlink(ru_file)
     except OSError:
         pass
+    shutil.rmtree(data_dir, ignore_errors=True)
     log.seek(0)
     server_log = log.read().decode("utf-8", "replace")
     log.close()

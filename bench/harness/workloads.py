@@ -173,9 +173,13 @@ WORKLOADS = [
              setup=sort_setup, check=sort_check, env={"LC_ALL": "C"}, reports=False),
     Workload("redis-append", "clients", None,
              "redis-server, redis-benchmark: APPEND 1 KiB to one key, 1 client, pipeline 32, "
-             "to 384 MiB (short: 32 MiB); STRLEN and ranges checked; server's CPU, faults, RSS",
+             "to 384 MiB (short: 16 MiB); STRLEN and ranges checked; server's CPU, faults, RSS; "
+             "then BGSAVE: the fork's latest_fork_usec",
              needs=["redis-server", "redis-benchmark"], own_malloc=True, reps=CLIENT_REPS,
-             run=redis_run(redis_append_phase), extras=[("vmhwm_kib", "server VmHWM", "rss_kib")]),
+             run=redis_run(redis_append_phase),
+             extras=[("vmhwm_kib", "server VmHWM", "rss_kib"),
+                     ("fork_seconds", "fork latency", "time",
+                      "Fork latency (Redis `latest_fork_usec` of a BGSAVE after the APPEND phase)")]),
     Workload("redis-mixed", "clients", None,
              "redis-server, redis-benchmark: SET/GET, LPUSH, HSET, 4 clients, pipeline 16, "
              "values of 16 B, 256 B, 4 KiB over 10000 keys, 64k requests a test (short: 2k), "
