@@ -75,6 +75,16 @@ def native(name, *extra):
     return lambda ctx: [bin_path(ctx, "bench_" + name), ctx["scale"], "--threads", str(ctx["threads"])] + list(extra)
 
 
+def fixed_threads(name, threads):
+    """A row at a set number of threads, whatever --threads and the cores."""
+    return lambda ctx: [bin_path(ctx, "bench_" + name), ctx["scale"], "--threads", str(threads)]
+
+
+# Repetitions of the many-thread rows in short mode (six rows; the main
+# command must stay short).
+MT_REPS = {"short": 3}
+
+
 def realloc_case(case):
     return native("realloc_growth", "--case", case)
 
@@ -128,6 +138,24 @@ WORKLOADS = [
              extras=[("overhead_kib_per_thread", "overhead per live thread", "rss_kib"),
                      ("freed_kib", "RSS after the frees", "rss_kib"),
                      ("trimmed_kib", "RSS after malloc_trim", "rss_kib")]),
+] + [
+    Workload("xthread-%d" % t, "small & multithreaded", fixed_threads("xthread", t),
+             "%d threads allocate mixed sizes (16 B..4 KiB) into tables of 512 and hand half of "
+             "the blocks they replace to random other threads, which free them; 1M blocks in all "
+             "(full 20M)" % t, reps=MT_REPS)
+    for t in (8, 32)
+] + [
+    Workload("threadlife-%d" % t, "small & multithreaded", fixed_threads("threadlife", t),
+             "waves of %d short-lived threads, 4,000 allocations (16 B..4 KiB) each; a thread "
+             "frees the 256 live blocks an exited thread of the last wave left it; 400 threads "
+             "(full 4,000)" % t, reps=MT_REPS)
+    for t in (8, 32)
+] + [
+    Workload("manyprod-%d" % t, "small & multithreaded", fixed_threads("manyprod", t),
+             "%d producers, one consumer that checks and frees every block (16 B..4 KiB) from one "
+             "lock-free inbox; 500k blocks (full 10M)" % t, reps=MT_REPS)
+    for t in (8, 32)
+] + [
     Workload("realloc-double", "realloc growth", realloc_case("double"),
              "one buffer doubled 1 MiB -> 1 GiB (short: 256 MiB)",
              extras=[("realloc_seconds", "in realloc", "time")]),
