@@ -1,4 +1,6 @@
-// small heaps: per-thread heaps of slabs with a lock-free local fast path.
+// small heaps: the front door of heap/ (the Heap, the fast paths, and the
+// calls the api layer makes). Per-thread heaps of slabs with a lock-free
+// local fast path.
 //
 // Each thread owns a Heap (found through an initial-exec thread_local that
 // starts at a constant-initialised empty heap, so the first call takes the
@@ -7,16 +9,11 @@
 // is the current one) and a list of full slabs.
 //
 // Frees by the owner push onto the slab's free list (no atomics). Frees by
-// other threads push onto the slab's atomic `remote` list, or, when the owner
-// has marked the slab full (bit 0 of `remote`), onto the owner heap's atomic
-// `delayed` list, so that full slabs come back into use. At thread exit the
-// heap gives back its empty slabs, marks every other slab full (so that all
-// later frees reach its `delayed` list) and is abandoned. While abandoned,
-// whoever holds its `collector` lock owns it: a thread that frees into it
-// takes the lock (or leaves the block on `delayed` for the holder) and gives
-// the block back to its slab, and a slab that empties goes back to the page
-// heap at once. The next new thread adopts an abandoned heap whole. Heaps
-// are never unmapped, so a slab's owner pointer stays valid forever.
+// other threads take the remote-free protocol (remote.cpp). At thread exit
+// the heap is sealed and abandoned (abandon.cpp); the next new thread adopts
+// it. Heaps are never unmapped, so a slab's owner pointer stays valid
+// forever. heap/internal.h lists the files of the layer and what each owns;
+// each file's header comment states its invariants.
 #pragma once
 #include <atomic>
 

@@ -1,0 +1,175 @@
+// small heaps: what the files of heap/ share, and nothing outside heap/
+// includes (the front door is heap.h; the component tests include this too).
+//
+// Files and what each owns:
+//   slabs.cpp       the avail, full and spare lists of a heap, making and
+//                   releasing slabs, linking fresh blocks, the refill
+//                   (heap_alloc) and the owner's slow free
+//   remote.cpp      the remote-free protocol: frees by other threads, the
+//                   slab's `remote` list and the heap's `delayed` list
+//   abandon.cpp     abandoned heaps: sealing, the collector lock, frees
+//                   given back by other threads, adoption's unsealing, trim
+//   registry.cpp    the registry of heaps, thread start-up and exit, the
+//                   slow path's entry (malloc_slow)
+//   backstop.cpp    the shared, locked heap of threads past their teardown
+//   fork.cpp        the fork handlers
+//   shuffle.cpp     the secure build's random order of fresh blocks
+//   checks.cpp      double and invalid frees, poisoning of freed blocks
+//   large_cache.cpp the per-thread cache of freed large blocks
+//   validate.cpp    the validator of heaps and the registry
+//   stats.cpp       the statistics of heaps
+//
+// Lock order: g_backstop_lock, then g_heaps_lock, then a heap's collector
+// lock, then the page heap's lock. A thread never holds two collector locks.
+#pragma once
+#include <atomic>
+
+#include "base/lock.h"
+#include "heap/heap.h"
+
+namespace remalloc::heap {
+
+// ---- registry.cpp -------------------------------------------------------------
+// A thread's life: kThreadNew until its first slow path attaches a heap,
+// kThreadLive while it owns one, kThreadDead after its teardown (it then
+// allocates from the backstop heap).
+enum : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadDead = 2 };
+extern __thread uint8_t tl_state;
+
+// g_heaps_lock guards the registry (g_all_heaps, g_heap_count), the abandoned
+// list (g_abandoned, Heap::next_abandoned) and the pool Heaps come from.
+extern Mutex g_heaps_lock;
+extern Heap* g_all_heaps;      // every heap ever made, linked by next_all
+extern Heap* g_abandoned;      // heaps of exited threads, not yet adopted
+extern size_t g_heap_count;    // length of g_all_heaps
+// A fresh heap from the pool, registered (g_heaps_lock held); null when out
+// of memory. Heaps are never freed.
+Heap* new_heap_locked();
+
+// ---- backstop.cpp -------------------------------------------------------------
+extern Mutex g_backstop_lock;  // held while the backstop heap is used
+void* backstop_alloc(unsigned c);
+
+// ---- slabs.cpp ----------------------------------------------------------------
+// Lists of slabs, per class. Avail lists use g_empty_span as "none" (the
+// fast path needs no null check); full lists use null. A slab is on exactly
+// one list of its owner (avail or full), or is the owner's spare, or is
+// given back. is_full says which list.
+RM_INLINE void avail_push_front(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  Span* head = h->avail[c];
+  s->prev = nullptr;
+  s->next = head == &g_empty_span ? nullptr : head;
+  if (s->next) s->next->prev = s;
+  h->avail[c] = s;
+}
+
+// Inserts after the current slab (so the current one stays hot).
+RM_INLINE void avail_push_second(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  Span* head = h->avail[c];
+  if (head == &g_empty_span) {
+    avail_push_front(h, s);
+    return;
+  }
+  s->prev = head;
+  s->next = head->next;
+  if (s->next) s->next->prev = s;
+  head->next = s;
+}
+
+RM_INLINE void avail_remove(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    h->avail[c] = s->next ? s->next : &g_empty_span;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = nullptr;
+}
+
+RM_INLINE void full_push(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  s->prev = nullptr;
+  s->next = h->full[c];
+  if (s->next) s->next->prev = s;
+  h->full[c] = s;
+  s->is_full = 1;
+}
+
+RM_INLINE void full_remove(Heap* h, Span* s) {
+  unsigned c = s->size_class;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    h->full[c] = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = nullptr;
+  s->is_full = 0;
+}
+
+// Gives slab s back to the page heap (it must be on no list).
+void release_slab(Span* s);
+// Gives the spare slabs back to the page heap.
+void release_spares(Heap* h);
+// Gives back every empty slab of h (spares, and empty slabs on the avail
+// lists) after taking in the delayed and remote frees. Owner only.
+void release_empty_slabs(Heap* h);
+// Links a page worth of never-used blocks of slab s into its free list.
+void extend(Span* s);
+// A free block of class c from heap h (its owner, or the backstop lock's
+// holder): from the current slab, its remote frees, fresh blocks, the next
+// slabs, the spare or a new slab; null when out of memory.
+void* heap_alloc(Heap* h, unsigned c);
+
+// ---- remote.cpp ---------------------------------------------------------------
+// Pushes p onto h's delayed list (sequentially consistent; see remote.cpp).
+void push_delayed(Heap* h, void* p);
+
+// Moves slab s's remote frees onto its free list with one exchange and
+// returns how many (owner only; s must not be marked full).
+RM_INLINE uint32_t collect_remote(Span* s) {
+  if (s->remote.load(std::memory_order_relaxed) == 0) return 0;
+  uintptr_t list = s->remote.exchange(0, std::memory_order_acquire);
+  if (list == 0) return 0;
+  uint32_t n = 1;
+  void* tail = reinterpret_cast<void*>(list);
+  while (void* nx = pages::link_load(tail)) {
+    tail = nx;
+    n++;
+  }
+  pages::link_store(tail, s->free_list);
+  s->free_list = reinterpret_cast<void*>(list);
+  s->used -= n;
+  return n;
+}
+
+// Takes in h's delayed list: each block back to its slab (owner only).
+void drain_delayed_list(Heap* h);
+RM_INLINE void drain_delayed(Heap* h) {
+  if (h->delayed.load(std::memory_order_relaxed) != 0) drain_delayed_list(h);
+}
+
+// ---- abandon.cpp --------------------------------------------------------------
+bool collector_try_lock(Heap* h);
+void collector_unlock(Heap* h);
+void collector_lock(Heap* h);  // waits (the adopter, statistics)
+// A free into a slab of abandoned heap h.
+void free_to_abandoned(Heap* h, Span* s, void* p);
+// Gives back what waits on abandoned heap h's delayed list (see abandon.cpp).
+void collect_abandoned(Heap* h, size_t released = 0);
+// Thread exit: every slab of h marked full and on a full list.
+void seal(Heap* h);
+// Adoption: slabs with free blocks back on the avail lists.
+void unseal(Heap* h);
+
+// ---- large_cache.cpp ----------------------------------------------------------
+void large_cache_flush(Heap* h);
+
+// ---- shuffle.cpp --------------------------------------------------------------
+// Secure build: links the n blocks of size bs from `first` into s's free
+// list in a random order. False when n is too large for it (the caller then
+// links them in order).
+bool link_shuffled(Span* s, char* first, uint32_t n, uint32_t bs);
+
+}  // namespace remalloc::heap

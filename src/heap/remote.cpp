@@ -1,0 +1,73 @@
+// small heaps: the remote-free protocol (frees of a block by a thread that
+// does not own its slab).
+//
+// Two lists carry such frees to the owner:
+// - the slab's `remote` word: a list of blocks linked through their first
+//   word, pushed by any thread with a CAS (release) and taken whole by the
+//   owner with one exchange (acquire, collect_remote) when the slab's free
+//   list runs dry. Bit 0 set (the word is then exactly 1) means the owner
+//   found the slab full and moved it to its full list; the owner sets it
+//   only while the list is empty, with a CAS from 0 (a free that raced in
+//   makes the CAS fail and the owner takes that block instead);
+// - the owner heap's `delayed` list: frees into slabs marked full. The
+//   owner takes it whole (exchange) at the start of every refill
+//   (heap_alloc); each block goes back to its slab, and a full slab that
+//   gets one back returns to the avail list (its flag cleared: nobody
+//   pushes onto a marked slab's list). So full slabs come back into use
+//   without the owner scanning them.
+//
+// Invariants:
+// - a block is on at most one list (free, remote, delayed) and only once;
+// - a slab's `used` counts blocks on its remote list and on its heap's
+//   delayed list as handed out: only the owner's taking them in lowers it;
+// - pushes onto `delayed` and the reads of the heap's state after them are
+//   sequentially consistent, and so are the exiting thread's store of the
+//   abandoned state and its read of `delayed` after it: a free that races
+//   with its owner's exit is always seen by one of the two (abandon.cpp).
+#include "heap/internal.h"
+
+namespace remalloc::heap {
+
+void push_delayed(Heap* h, void* p) {
+  uintptr_t d = h->delayed.load(std::memory_order_relaxed);
+  do {
+    pages::link_store(p, reinterpret_cast<void*>(d));
+  } while (!h->delayed.compare_exchange_weak(d, reinterpret_cast<uintptr_t>(p), std::memory_order_seq_cst,
+                                             std::memory_order_relaxed));
+}
+
+void free_remote(Span* s, void* p) {
+  uintptr_t old = s->remote.load(std::memory_order_relaxed);
+  for (;;) {
+    if (old & 1) {
+      // The owner found the slab full (or left the heap): hand the block to
+      // the owner heap.
+      Heap* h = s->heap;
+      if (RM_UNLIKELY(h->state.load(std::memory_order_relaxed) == kHeapAbandoned)) return free_to_abandoned(h, s, p);
+      push_delayed(h, p);
+      // Its thread may have left since it was read live; it looks at the
+      // list after publishing that, and so does this thread after the push.
+      if (RM_UNLIKELY(h->state.load(std::memory_order_seq_cst) == kHeapAbandoned)) collect_abandoned(h);
+      return;
+    }
+    pages::link_store(p, reinterpret_cast<void*>(old));
+    if (s->remote.compare_exchange_weak(old, reinterpret_cast<uintptr_t>(p),
+                                        std::memory_order_release, std::memory_order_relaxed))
+      return;
+  }
+}
+
+void drain_delayed_list(Heap* h) {
+  uintptr_t list = h->delayed.exchange(0, std::memory_order_acquire);
+  while (list) {
+    void* p = reinterpret_cast<void*>(list);
+    list = reinterpret_cast<uintptr_t>(pages::link_load(p));
+    Span* s = pages::span_of(p);
+    pages::link_store(p, s->free_list);
+    s->free_list = p;
+    s->used--;
+    if (s->used == 0 || s->is_full) free_local_slow(h, s);
+  }
+}
+
+}  // namespace remalloc::heap

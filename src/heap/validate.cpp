@@ -1,0 +1,70 @@
+// small heaps: the validator (remalloc_validate, the checked build).
+//
+// Checks the calling thread's heap and every abandoned heap whose collector
+// lock it can take, against the invariants written in slabs.cpp and
+// abandon.cpp (each slab on the list its flag says, of its class and owner,
+// list links, a marked full slab holds no remote frees, spares are empty,
+// an abandoned heap holds only marked, non-empty slabs and no cached
+// block), each slab against the span/slab contract (pages::validate_span),
+// and the registry (registry.cpp). Aborts with a message on the first
+// inconsistency.
+#include "heap/internal.h"
+
+namespace remalloc::heap {
+
+// Checks heap h's lists (its owner, or the holder of its collector lock).
+static void validate_heap(Heap* h, bool abandoned) {
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    for (int list = 0; list < 2; list++) {
+      Span* prev = nullptr;
+      for (Span* s = list == 0 ? h->avail[c] : h->full[c]; s && s != &g_empty_span; prev = s, s = s->next) {
+        if (s->kind != kSpanSlab || s->heap != h || s->size_class != c)
+          fatal("heaps: a slab on this heap's lists is not its slab of this class", reinterpret_cast<void*>(s->start));
+        if (s->prev != prev) fatal("heaps: broken slab list links", reinterpret_cast<void*>(s->start));
+        if (bool(s->is_full) != (list == 1)) fatal("heaps: slab on the wrong list for its full flag", reinterpret_cast<void*>(s->start));
+        if (list == 1 && s->remote.load(std::memory_order_relaxed) != 1)
+          fatal("heaps: a slab on a full list holds remote frees or is not marked full", reinterpret_cast<void*>(s->start));
+        if (abandoned && (list == 0 || s->used == 0))
+          fatal("heaps: an abandoned heap holds a slab that is not marked full, or an empty one",
+                reinterpret_cast<void*>(s->start));
+        pages::validate_span(s, true);
+      }
+    }
+    if (Span* s = h->spare[c]) {
+      if (abandoned) fatal("heaps: an abandoned heap keeps a spare slab", reinterpret_cast<void*>(s->start));
+      if (s->kind != kSpanSlab || s->heap != h || s->size_class != c || s->used != 0)
+        fatal("heaps: the spare slab is not an empty slab of this heap and class", reinterpret_cast<void*>(s->start));
+      pages::validate_span(s, true);
+    }
+  }
+  if (abandoned)
+    for (Span* s : h->large_cache)
+      if (s) fatal("heaps: an abandoned heap keeps large blocks", reinterpret_cast<void*>(s->start));
+}
+
+void validate_current() {
+  Heap* h = tl_heap;
+  {
+    LockGuard g(g_heaps_lock);
+    size_t n = 0;
+    bool found = h == &g_empty_heap;
+    for (Heap* x = g_all_heaps; x; x = x->next_all) {
+      if (++n > g_heap_count) fatal("heaps: registry longer than the heap count (a cycle?)", x);
+      if (x == h) found = true;
+      if (x->state.load(std::memory_order_relaxed) > kHeapBackstop) fatal("heaps: heap in an unknown state", x);
+    }
+    if (n != g_heap_count) fatal("heaps: registry shorter than the heap count", nullptr);
+    if (!found) fatal("heaps: this thread's heap is not registered", h);
+    for (Heap* x = g_abandoned; x; x = x->next_abandoned) {
+      if (x->state.load(std::memory_order_relaxed) != kHeapAbandoned)
+        fatal("heaps: a heap on the abandoned list is not abandoned", x);
+      // Its lists, unless a thread is giving frees back to it right now.
+      if (!collector_try_lock(x)) continue;
+      validate_heap(x, true);
+      collector_unlock(x);
+    }
+  }
+  if (h != &g_empty_heap) validate_heap(h, false);
+}
+
+}  // namespace remalloc::heap

@@ -1,0 +1,137 @@
+// heap/abandon.cpp: a heap whose thread exited. The peer allocates and
+// exits; its heap is sealed and abandoned; this thread frees into it and
+// each free is given back by the freer (or left on the delayed list for the
+// holder of the heap's collector lock); a slab that empties goes back to
+// the page heap; a new thread adopts the heap whole.
+#include "heap_test_util.h"
+
+namespace {
+
+using namespace heaptest;
+
+bool on_abandoned_list(Heap* h) {
+  LockGuard g(heap::g_heaps_lock);
+  for (Heap* x = heap::g_abandoned; x; x = x->next_abandoned)
+    if (x == h) return true;
+  return false;
+}
+
+TEST(HeapAbandon, ExitSealsTheHeapAndFreersGiveBlocksBack) {
+  void* b[3];
+  Heap* hb;
+  {
+    Peer peer;
+    peer.run([&] {
+      for (auto& x : b) x = halloc(2048);
+    });
+    hb = peer.heap();
+  }  // the peer exits: its heap is abandoned
+  Span* s = slab_of(b[0]);
+  ASSERT_EQ(s->heap, hb);
+  EXPECT_EQ(hb->state.load(), kHeapAbandoned);
+  EXPECT_TRUE(on_abandoned_list(hb));
+  EXPECT_EQ(s->is_full, 1) << "sealed: every slab marked full";
+  EXPECT_EQ(remote_of(s), 1u);
+  EXPECT_EQ(s->used, 3u);
+  heap::validate_current();  // checks the abandoned heap's invariants too
+
+  // A free by this thread takes the collector lock and gives the block back.
+  hfree(b[0]);
+  EXPECT_EQ(s->used, 2u);
+  EXPECT_EQ(s->free_list, b[0]);
+  EXPECT_EQ(hb->delayed.load(), 0u);
+  EXPECT_EQ(hb->collector.load(), 0u) << "the lock is let go";
+
+  // While another thread holds the lock, a free waits on the delayed list
+  // for the holder, which looks at the list after letting go.
+  ASSERT_TRUE(heap::collector_try_lock(hb));
+  hfree(b[1]);
+  EXPECT_EQ(hb->delayed.load(), addr(b[1]));
+  EXPECT_EQ(s->used, 2u);
+  heap::collector_unlock(hb);
+  heap::collect_abandoned(hb);
+  EXPECT_EQ(hb->delayed.load(), 0u);
+  EXPECT_EQ(s->used, 1u);
+
+  // The last block: the slab empties and goes back to the page heap.
+  hfree(b[2]);
+  EXPECT_NE(s->heap, hb) << "an emptied slab of an abandoned heap is given back at once";
+  EXPECT_EQ(hb->full[sc::class_of(2048)], nullptr);
+  heap::validate_current();
+}
+
+TEST(HeapAbandon, ANewThreadAdoptsTheHeapAndReusesItsFreeBlocks) {
+  void* b[4];
+  Heap* hb;
+  {
+    Peer peer;
+    peer.run([&] {
+      for (auto& x : b) x = halloc(3072);
+      hfree(b[2]);  // a free block in the slab when it is sealed
+    });
+    hb = peer.heap();
+  }
+  Span* s = slab_of(b[0]);
+  ASSERT_EQ(hb->state.load(), kHeapAbandoned);
+  ASSERT_EQ(s->is_full, 1);
+  Heap* head;
+  {
+    LockGuard g(heap::g_heaps_lock);
+    head = heap::g_abandoned;
+  }
+  ASSERT_EQ(head, hb);
+
+  Peer adopter;
+  void* again = nullptr;
+  Heap* ha = nullptr;
+  adopter.run([&] {
+    again = halloc(3072);
+    ha = heap::tl_heap;
+    heap::validate_current();
+  });
+  EXPECT_EQ(ha, hb) << "a new thread adopts the abandoned heap";
+  EXPECT_EQ(hb->state.load(), kHeapLive);
+  EXPECT_FALSE(on_abandoned_list(hb));
+  EXPECT_EQ(again, b[2]) << "unsealed: the slab's free block is handed out";
+  EXPECT_EQ(s->is_full, 0);
+  // Frees by this thread are remote frees into a live heap again.
+  hfree(b[0]);
+  EXPECT_EQ(remote_of(s), addr(b[0]));
+  hfree(b[1]);
+  hfree(b[3]);
+  adopter.run([&] { hfree(again); });
+}
+
+TEST(HeapAbandon, FreesWaitingOnTheDelayedListAtExitAreTakenIn) {
+  // The exiting thread takes in its delayed list before it seals the heap
+  // (and looks again after publishing the abandoned state, for frees by
+  // threads that still saw it live).
+  std::vector<void*> mine;
+  void* other = nullptr;
+  Peer peer;
+  peer.run([&] {
+    void* first = halloc(4096);
+    Span* s = slab_of(first);
+    mine.push_back(first);
+    while (s->free_list || s->bump < s->capacity) mine.push_back(halloc(4096));
+    other = halloc(4096);  // marks the first slab full
+  });
+  Heap* hb = peer.heap();
+  Span* s = slab_of(mine[0]);
+  ASSERT_EQ(s->is_full, 1);
+  hfree(mine[0]);  // to the peer's delayed list
+  EXPECT_EQ(hb->delayed.load(), addr(mine[0]));
+  peer.stop();
+  EXPECT_EQ(hb->state.load(), kHeapAbandoned);
+  EXPECT_EQ(hb->delayed.load(), 0u) << "taken in at exit";
+  EXPECT_EQ(s->used, s->capacity - 1);
+  EXPECT_EQ(s->is_full, 1);
+  EXPECT_EQ(remote_of(s), 1u);
+  heap::validate_current();
+  for (size_t i = 1; i < mine.size(); i++) hfree(mine[i]);
+  EXPECT_NE(s->heap, hb) << "the slab emptied and went back";
+  hfree(other);
+  heap::validate_current();
+}
+
+}  // namespace

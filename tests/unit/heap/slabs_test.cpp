@@ -1,0 +1,94 @@
+// heap/slabs.cpp: a heap's slabs and their lists. A class's first slab is
+// its smallest and each next one twice the last; fresh blocks are linked a
+// page at a time; an emptied slab is kept as the class's spare and reused
+// before a new one is made; the validator catches a slab on the wrong list.
+#include "heap_test_util.h"
+
+namespace {
+
+using namespace heaptest;
+
+TEST(HeapSlabs, FirstSlabIsSmallAndTheNextOnesDouble) {
+  Peer peer;
+  peer.run([] {
+    const size_t size = 256;
+    const unsigned c = sc::class_of(size);
+    std::vector<void*> blocks;
+    std::vector<Span*> slabs;
+    while (slabs.size() < 4) {
+      void* p = halloc(size);
+      blocks.push_back(p);
+      if (slabs.empty() || slab_of(p) != slabs.back()) slabs.push_back(slab_of(p));
+    }
+    Heap* h = heap::tl_heap;  // attached by the first allocation
+    for (unsigned i = 0; i < slabs.size(); i++)
+      EXPECT_EQ(slabs[i]->npages - pages::guard_tail_pages(), sc::slab_pages_nth(c, i)) << "slab " << i;
+    EXPECT_EQ(slabs[0]->npages - pages::guard_tail_pages(), sc::kInfo[c].first_pages);
+    EXPECT_EQ(h->slabs_made[c], 4u);
+    for (void* p : blocks) hfree(p);
+    heap::validate_current();
+  });
+}
+
+TEST(HeapSlabs, FreshBlocksAreLinkedAPageAtATime) {
+  Peer peer;
+  peer.run([] {
+    void* p = halloc(64);
+    Span* s = slab_of(p);
+    EXPECT_EQ(s->bump, kPageSize / 64) << "one page of blocks linked";
+    EXPECT_EQ(s->used, 1u);
+    hfree(p);
+  });
+}
+
+TEST(HeapSlabs, AnEmptiedSlabIsKeptAsTheSpareAndReused) {
+  Peer peer;
+  peer.run([] {
+    const size_t size = 768;
+    const unsigned c = sc::class_of(size);
+    void* first = halloc(size);
+    Heap* h = heap::tl_heap;
+    Span* s = slab_of(first);
+    std::vector<void*> mine{first};
+    while (s->free_list || s->bump < s->capacity) mine.push_back(halloc(size));
+    void* other = halloc(size);  // s is full, a second slab is current
+    ASSERT_NE(slab_of(other), s);
+    ASSERT_EQ(h->full[c], s);
+    for (void* b : mine) hfree(b);
+    EXPECT_EQ(h->spare[c], s) << "the emptied slab is kept back";
+    EXPECT_EQ(s->used, 0u);
+    EXPECT_EQ(h->full[c], nullptr);
+    heap::validate_current();
+    // Fill the current slab: the next slab is the spare, not a new one.
+    Span* cur = slab_of(other);
+    std::vector<void*> more{other};
+    while (cur->free_list || cur->bump < cur->capacity) more.push_back(halloc(size));
+    unsigned made = h->slabs_made[c];
+    void* next = halloc(size);
+    EXPECT_EQ(slab_of(next), s);
+    EXPECT_EQ(h->spare[c], nullptr);
+    EXPECT_EQ(h->slabs_made[c], made);
+    more.push_back(next);
+    for (void* b : more) hfree(b);
+  });
+}
+
+TEST(HeapSlabsDeathTest, TheValidatorCatchesASlabOnTheWrongList) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        void* p = halloc(112);
+        slab_of(p)->is_full = 1;  // claims to be on the full list
+        heap::validate_current();
+      },
+      "slab on the wrong list for its full flag");
+  EXPECT_DEATH(
+      {
+        void* p = halloc(112);
+        heap::tl_heap->spare[sc::class_of(112)] = slab_of(p);  // a slab with a live block as the spare
+        heap::validate_current();
+      },
+      "the spare slab is not an empty slab");
+}
+
+}  // namespace
