@@ -166,6 +166,15 @@ typedef struct remalloc_stats_s {
                               mremap: each holds VMAs of its own until freed */
   size_t vma_split_runs;   /* free runs whose VMAs moves split, waiting for
                               the decay to heal them */
+  /* Transparent huge pages (0.2; REMALLOC_HUGEPAGE): */
+  size_t thp_mode;         /* the system's THP mode: 0 unknown, 1 always,
+                              2 madvise, 3 never */
+  size_t huge_blocks;      /* live large blocks advised MADV_HUGEPAGE */
+  size_t huge_advised;     /* bytes of their whole 2 MiB granules, advised */
+  size_t huge_backed;      /* bytes of remalloc's arenas on huge pages now
+                              (AnonHugePages in /proc/self/smaps) */
+  size_t large_bytes;      /* bytes held for large blocks (the share of them
+                              on huge pages is huge_backed / large_bytes) */
   /* Append new fields here. */
 } remalloc_stats_t;
 

@@ -78,6 +78,8 @@ RM_NOINLINE void ensure_init() {
           .str(", UFFDIO_MOVE ")
           .str(movers::uffd_move_available() ? "yes" : "no")
           .str("\n");
+      w.flush();
+      options::print_thp(2);
       if constexpr (kSecure)
         w.str("remalloc: secure build: encoded free-list links, shuffled new slabs, guard pages ")
             .str(pages::guard_tail_pages() ? "after large blocks and slabs (MADV_GUARD_INSTALL)\n"

@@ -33,7 +33,9 @@ static Option g_options[kNumOptions] = {
     {"mover", -1, kEnum, -1, 2, "", "large-block mover: auto, mremap, uffd or copy"},
     {"move_threshold", 128, kInt, 0, 1L << 30, "KiB", "blocks below this size are copied, not remapped"},
     {"huge_threshold", 2048, kInt, 4, 1L << 30, "KiB", "blocks at or above this size are 2 MiB aligned"},
-    {"hugepage", 0, kBool, 0, 1, "", "advise transparent huge pages for huge blocks (1)"},
+    {"hugepage", 1, kBool, 0, 1, "",
+     "transparent huge pages for large blocks from hugepage_threshold: MADV_HUGEPAGE on their whole 2 MiB "
+     "granules, kept whole (0 off; off anyway where the system's THP mode is not madvise or under PR_SET_THP_DISABLE)"},
     {"vma_budget", 0, kInt, 0, 1L << 31, "", "VMAs remalloc may let the process reach (0: max_map_count/4)"},
     {"abort_on_invalid", 1, kBool, 0, 1, "", "abort on an invalid free (0: warn and count)"},
     {"grow_inplace", 1, kBool, 0, 1, "", "grow large blocks in place when free pages follow (0: always move)"},
@@ -63,7 +65,12 @@ static Option g_options[kNumOptions] = {
     {"prof_prefix", 0, kString, 0, 0, "", "profiles are written to PREFIX.PID.SEQ.heap (default: remalloc)"},
     {"mremap_threshold", 8192, kInt, 4, 1L << 30, "KiB",
      "blocks at or above this size move by mremap first; smaller ones by UFFDIO_MOVE (no new VMAs)"},
+    {"hugepage_threshold", 2048, kInt, 2048, 1L << 30, "KiB", "large blocks from this size may get huge pages (hugepage)"},
 };
+
+// The THP settings found by the last apply() (REMALLOC_VERBOSE prints them).
+static int g_thp_mode;
+static bool g_thp_process_off;
 
 static char g_prof_prefix[1024] = "remalloc";
 
@@ -232,7 +239,14 @@ void apply() {
   c.move_threshold = size_t(g_options[kMoveThreshold].value) << 10;
   c.huge_threshold = size_t(g_options[kHugeThreshold].value) << 10;
   c.mremap_threshold = size_t(g_options[kMremapThreshold].value) << 10;
-  c.hugepage = g_options[kHugepage].value != 0;
+  // Transparent huge pages: advice only where the system asks for it
+  // (madvise). Under "always" every aligned 2 MiB range may get a huge page
+  // anyway (advice would only cost VMAs); "never" means never; and a
+  // process that set PR_SET_THP_DISABLE (or inherited it) wants none.
+  g_thp_mode = os::thp_mode();
+  g_thp_process_off = os::thp_disabled_for_process();
+  c.hugepage = g_options[kHugepage].value != 0 && g_thp_mode == os::kThpMadvise && !g_thp_process_off;
+  c.hugepage_threshold = size_t(g_options[kHugepageThreshold].value) << 10;
   c.grow_inplace = g_options[kGrowInplace].value != 0;
   c.dirty_max = size_t(g_options[kDirtyMax].value) << 20;
   c.grow_headroom = g_options[kGrowHeadroom].value != 0;
@@ -255,12 +269,31 @@ void apply() {
 
 const char* prof_prefix() { return g_prof_prefix; }
 
+void print_thp(int fd) {
+  Writer w(fd);
+  char defrag[32];
+  os::thp_defrag(defrag, sizeof defrag);
+  w.str("remalloc: transparent huge pages: the system's mode ").str(os::thp_mode_name(g_thp_mode))
+      .str(", defrag ").str(defrag).str("; ");
+  if (pages::config().hugepage)
+    w.str("MADV_HUGEPAGE on the whole 2 MiB granules of large blocks from ")
+        .u64(size_t(g_options[kHugepageThreshold].value) >> 10).str(" MiB\n");
+  else if (!g_options[kHugepage].value)
+    w.str("off (REMALLOC_HUGEPAGE=0)\n");
+  else if (g_thp_process_off)
+    w.str("off (the process set PR_SET_THP_DISABLE)\n");
+  else if (g_thp_mode == os::kThpAlways)
+    w.str("no advice (the kernel gives huge pages to every aligned 2 MiB range)\n");
+  else
+    w.str("off (the system's mode)\n");
+}
+
 void print(int fd) {
   Writer w(fd);
   w.str("remalloc: options (set with REMALLOC_<NAME>):\n");
   for (int i = 0; i < kNumOptions; i++) {
     const Option& o = g_options[i];
-    w.str("remalloc:   ").str(o.name).pad_to(30);
+    w.str("remalloc:   ").str(o.name).pad_to(32);
     if (o.kind == kEnum)
       w.str(enum_name(Id(i), o.value));
     else if (o.kind == kString)
@@ -268,7 +301,7 @@ void print(int fd) {
     else
       w.i64(o.value);
     if (*o.unit) w.chr(' ').str(o.unit);
-    w.pad_to(44).str(o.doc).chr('\n');
+    w.pad_to(46).str(o.doc).chr('\n');
   }
 }
 

@@ -37,6 +37,7 @@ enum Id : int {
   kProfUnwind,
   kProfPrefix,
   kMremapThreshold,
+  kHugepageThreshold,
   kNumOptions
 };
 
@@ -61,6 +62,9 @@ size_t memory_limit();
 size_t refresh_limits();
 int cgroup_version();
 // REMALLOC_PROF_PREFIX (a string option: get() says 0, set() refuses it).
+// The transparent huge page line of REMALLOC_VERBOSE: the system's mode
+// and defrag setting, and the policy in force.
+void print_thp(int fd);
 const char* prof_prefix();
 
 }  // namespace remalloc::options

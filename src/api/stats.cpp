@@ -54,6 +54,12 @@ void gather(Snapshot* s) {
   out->vma_kernel = maps > 0 ? size_t(maps) : 0;
   out->vma_moved_blocks = ps.moved_blocks;
   out->vma_split_runs = ps.split_runs;
+  out->thp_mode = size_t(os::thp_mode());
+  out->huge_blocks = ps.huge_blocks;
+  out->huge_advised = ps.huge_bytes;
+  long huge = pages::huge_backed_bytes();
+  out->huge_backed = huge > 0 ? size_t(huge) : 0;
+  out->large_bytes = ps.large_bytes;
   out->slab_slack = ps.slab_bytes > small_bytes ? ps.slab_bytes - small_bytes : 0;
   out->free_unpurged = ps.dirty_bytes;
   out->metadata = ps.meta_resident;
@@ -99,7 +105,7 @@ RM_SAME_OFFSET(vma_budget) RM_SAME_OFFSET(vma_heals)
 #undef RM_SAME_OFFSET
 // Appended fields (0.2 on) are all size_t, so the struct has no padding.
 static_assert(sizeof(remalloc_stats_t) % sizeof(size_t) == 0);
-static_assert(offsetof(remalloc_stats_t, vma_split_runs) + sizeof(size_t) == sizeof(remalloc_stats_t),
+static_assert(offsetof(remalloc_stats_t, large_bytes) + sizeof(size_t) == sizeof(remalloc_stats_t),
               "remalloc_stats_t: a field was added, but not at the end");
 }  // namespace
 
@@ -138,9 +144,10 @@ extern "C" size_t remalloc_stats_json(char* buf, size_t len) {
   F(slab_slack) F(free_unpurged) F(metadata) F(dirty_cap)
   F(bg_running) F(bg_purged_bytes) F(bg_heals) F(bg_wakeups) F(memory_limit) F(memory_headroom)
   F(guarded_sampled) F(guarded_live)
+  F(thp_mode) F(huge_blocks) F(huge_advised) F(huge_backed) F(large_bytes)
 #undef F
   w.str("\"free_bytes\":").u64(s.ps.free_bytes).str(",\"dirty_bytes\":").u64(s.ps.dirty_bytes);
-  w.str(",\"slab_bytes\":").u64(s.ps.slab_bytes).str(",\"large_bytes\":").u64(s.ps.large_bytes);
+  w.str(",\"slab_bytes\":").u64(s.ps.slab_bytes);
   w.str(",\"meta_bytes\":").u64(s.ps.meta_bytes);
   w.str(",\"invalid_frees\":").u64(api::g_invalid_frees.load());
   w.str(",\"heaps\":").u64(hs.heaps).str(",\"slabs\":").u64(hs.slabs);
@@ -207,6 +214,12 @@ extern "C" void remalloc_stats_print(int fd) {
       .str(", healed ").u64(st.vma_heals).chr('\n');
   w.str("  VMAs (kernel's count)").pad_to(36).u64(st.vma_kernel).str(" (moved-in blocks ").u64(st.vma_moved_blocks)
       .str(", split free runs ").u64(st.vma_split_runs).str(")\n");
+  w.str("transparent huge pages (system mode ").str(os::thp_mode_name(int(st.thp_mode))).str(")\n");
+  w.str("  large blocks advised").pad_to(36).u64(st.huge_blocks).str(", ").bytes(st.huge_advised)
+      .str(" in whole 2 MiB granules\n");
+  w.str("  on huge pages").pad_to(36).bytes(st.huge_backed).str(" of ").bytes(st.large_bytes)
+      .str(" held for large blocks (");
+  w.u64(st.large_bytes ? st.huge_backed * 100 / st.large_bytes : 0).str("%)\n");
 }
 
 namespace remalloc::api {

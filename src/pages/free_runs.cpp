@@ -117,7 +117,7 @@ Span* make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t
     lo = hi = idx;
     flags &= uint8_t(~kFreeDirty);
   }
-  if (a->region != kRegionNormal) flags &= uint8_t(~kFreeSplit);
+  if (a->region != kRegionNormal) flags &= uint8_t(~(kFreeSplit | kFreeHuge));
   clear_descriptor(f);
   f->maint_lo = lo;
   f->maint_hi = hi;

@@ -65,6 +65,9 @@ Span* take_move_dst(size_t npages, size_t align, size_t phase, Region region, si
 // Gives back a live large block whose pages were moved away (`clean`: they
 // read as zeros now; `split`: a page move may have split its VMA).
 void release_moved(Span* s, bool clean, bool split);
+// A block moved in: `remapped` marks it as holding VMAs of its own (its
+// pages came by mremap); the huge page policy advises its interior.
+void moved_in(Span* d, bool remapped);
 
 // The peak of bytes held for blocks (slabs and large), and those held now.
 size_t peak_bytes_locked();

@@ -23,6 +23,8 @@ static size_t g_large_bytes;  // their bytes
 static size_t g_slab_bytes;   // bytes of all slabs
 static size_t g_slabs;        // number of slabs
 static size_t g_peak_bytes;   // peak of g_large_bytes + g_slab_bytes
+static size_t g_huge_blocks;  // live blocks with kLargeHugeAdv
+static size_t g_huge_bytes;   // the bytes of their advised interiors
 
 // The checked build validates after every `kValidateEvery` page-heap
 // operations (every one would make the suite quadratic in heap size).
@@ -87,6 +89,81 @@ static Span* take_run(size_t npages, size_t align, Region region, bool room_afte
   return free_runs::carve(f, skip, npages);
 }
 
+// ---- the huge page policy ---------------------------------------------------
+// A large block of at least hugepage_threshold in a normal arena may live on
+// transparent huge pages, in its interior: the whole 2 MiB granules inside
+// its usable bytes. The pieces at either end share a granule with a
+// neighbouring run and keep small pages; so does the secure build's guard
+// page, which sits past the usable bytes. With hugepage_advise the interior
+// gets MADV_HUGEPAGE at allocation, after growth in place and after a move
+// (madvise only sets a flag on the VMA: it never stalls; the kernel
+// assembles a huge page at the first touch of a granule, or khugepaged does
+// later). The advice gives the interior a VMA of its own, so the block is
+// marked moved-in (kLargeMovedIn) and its run is healed with the decay once
+// freed, which ends the advice and merges the VMA back.
+//
+// What keeps a live block's huge pages whole: its interior never shares a
+// granule with another run (the ends do not have huge pages); a shrink in
+// place keeps the granule the new end falls in (`huge_keep_pages`); and a
+// freed interior (kFreeHuge) is purged in whole granules (purge.cpp).
+static void huge_interior(const Span* s, size_t pages, uintptr_t* lo, uintptr_t* hi) {
+  *lo = align_up(s->start, kHugePageSize);
+  *hi = align_down(s->start + ((pages - guard_tail_pages()) << kPageShift), kHugePageSize);
+  if (*hi < *lo) *hi = *lo;
+}
+
+static bool huge_policy_applies(const Span* s) {
+  return g_config.hugepage && s->arena->region == kRegionNormal &&
+         block_bytes(s) >= g_config.hugepage_threshold;
+}
+
+// Advises the interior of s (the lock held), or the part of it above
+// `from` (bytes already advised end there).
+static void huge_advise_locked(Span* s, uintptr_t from) {
+  if (!huge_policy_applies(s)) return;
+  uintptr_t lo, hi;
+  huge_interior(s, s->npages, &lo, &hi);
+  if (from > lo) lo = from;
+  if (lo >= hi) return;
+  bool first = !(s->flags & kLargeHugeAdv);
+  if (first && !vma::can_add(2)) return;  // the VMA budget comes first
+  if (!os::advise_hugepage(reinterpret_cast<void*>(lo), hi - lo, true)) return;
+  if (first) {
+    s->flags |= kLargeHugeAdv | kLargeMovedIn;
+    vma::note_added(2);
+    g_huge_blocks++;
+  }
+  g_huge_bytes += hi - lo;
+}
+
+// The bytes of s's interior that the advice covers (for the accounting).
+static size_t huge_advised_bytes(const Span* s) {
+  if (!(s->flags & kLargeHugeAdv)) return 0;
+  uintptr_t lo, hi;
+  huge_interior(s, s->npages, &lo, &hi);
+  return hi - lo;
+}
+
+static void huge_forget_locked(Span* s) {
+  if (!(s->flags & kLargeHugeAdv)) return;
+  g_huge_blocks--;
+  g_huge_bytes -= huge_advised_bytes(s);
+}
+
+// A shrink of a block that may hold huge pages to `pages` keeps the
+// granule its new end falls in: the freed tail then starts on a granule
+// boundary, and purging it splits no huge page of the block.
+static size_t huge_keep_pages(const Span* s, size_t pages) {
+  if (!(s->flags & kLargeHugeAdv)) return pages;
+  size_t guard = guard_tail_pages();
+  uintptr_t end = s->start + ((pages - guard) << kPageShift);
+  uintptr_t lo, hi;
+  huge_interior(s, s->npages, &lo, &hi);
+  if (end <= lo || end >= hi) return pages;  // the end is outside the interior
+  size_t keep = ((align_up(end, kHugePageSize) - s->start) >> kPageShift) + guard;
+  return keep < s->npages ? keep : s->npages;
+}
+
 static void init_large(Span* s, size_t npages, size_t requested, uint8_t run_flags) {
   s->kind = kSpanLarge;
   s->npages = npages;
@@ -104,12 +181,20 @@ Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zer
   purging::maybe_purge(os::now_ns(), npages);
   if (!s) return nullptr;
   if (zeroed) *zeroed = !(s->flags & kFreeDirty);
+  uint8_t run_flags = s->flags;
   init_large(s, npages, requested, s->flags);
-  if (huge && g_config.hugepage && vma::can_add(2) &&
-      os::advise_hugepage(reinterpret_cast<void*>(s->start), s->bytes(), true)) {
-    s->flags |= kLargeHugeAdv | kLargeMovedIn;
-    vma::note_added(2);
+  // A granule whose page table exists faults in small pages: resident
+  // small pages in the interior, or an empty table that a page move or a
+  // purge left, keep it off huge pages. So a run that did not hold an
+  // advised block gets a fresh interior first (one mmap, what a purge
+  // costs; the program then faults in 2 MiB pages). Runs of freed advised
+  // blocks keep theirs: they are huge pages already.
+  if (!(run_flags & kFreeHuge) && huge_policy_applies(s)) {
+    uintptr_t lo, hi;
+    huge_interior(s, s->npages, &lo, &hi);
+    if (lo < hi) os::remap_fresh(reinterpret_cast<void*>(lo), hi - lo);
   }
+  huge_advise_locked(s, 0);
   account_large(1, ptrdiff_t(s->bytes()));
   RM_VALIDATE_SOMETIMES();
   return s;
@@ -152,6 +237,8 @@ void free_span(Span* s) {
   if (s->kind == kSpanLarge) {
     account_large(-1, -ptrdiff_t(s->bytes()));
     if (s->flags & kLargeMovedIn) flags |= kFreeSplit;
+    if (s->flags & kLargeHugeAdv) flags |= kFreeHuge;
+    huge_forget_locked(s);
   } else {
     RM_ASSERT(s->slab_bytes == 0 && s->heap == nullptr);  // the small heap let go of it
     g_slabs--;
@@ -174,12 +261,24 @@ bool resize_in_place(Span* s, size_t new_pages, size_t new_size) {
   Arena* a = s->arena;
   size_t idx = index_of(a, s);
   if (new_pages < s->npages) {
-    // Shrink: the tail pages become a dirty free run.
-    size_t tail = s->npages - new_pages;
-    s->npages = new_pages;
+    // Shrink: the tail pages become a dirty free run (whole granules of a
+    // block that may hold huge pages).
+    new_pages = huge_keep_pages(s, new_pages);
     s->requested = new_size;
+    if (new_pages == s->npages) {
+      RM_VALIDATE_SOMETIMES();
+      return true;
+    }
+    size_t tail = s->npages - new_pages;
+    bool huge = s->flags & kLargeHugeAdv;
+    huge_forget_locked(s);
+    s->npages = new_pages;
+    if (huge) {
+      g_huge_blocks++;
+      g_huge_bytes += huge_advised_bytes(s);
+    }
     account_large(0, -ptrdiff_t(tail << kPageShift));
-    uint8_t flags = kFreeDirty | ((s->flags & kLargeMovedIn) ? kFreeSplit : 0);
+    uint8_t flags = kFreeDirty | ((s->flags & kLargeMovedIn) ? kFreeSplit : 0) | (huge ? kFreeHuge : 0);
     uint64_t now = os::now_ns();
     Span* f = free_runs::put(a, idx + new_pages, tail, flags, now);
     purging::after_put(f, tail, now);
@@ -194,9 +293,15 @@ bool resize_in_place(Span* s, size_t new_pages, size_t new_size) {
   Span* claimed = free_runs::carve(r, 0, need);
   if (claimed->flags & kFreeSplit) s->flags |= kLargeMovedIn;
   claimed->flags = 0;
+  uintptr_t advised_end = 0;
+  if (s->flags & kLargeHugeAdv) {
+    uintptr_t lo;
+    huge_interior(s, s->npages, &lo, &advised_end);
+  }
   s->npages = new_pages;
   s->requested = new_size;
   account_large(0, ptrdiff_t(need << kPageShift));
+  huge_advise_locked(s, advised_end);
   RM_VALIDATE_SOMETIMES();
   return true;
 }
@@ -213,9 +318,20 @@ Span* take_move_dst(size_t npages, size_t align, size_t phase, Region region, si
 void release_moved(Span* s, bool clean, bool split) {
   LockGuard g(g_lock);
   account_large(-1, -ptrdiff_t(s->bytes()));
-  uint8_t flags = (clean ? 0 : kFreeDirty) | (split || (s->flags & kLargeMovedIn) ? kFreeSplit : 0);
+  uint8_t flags = (clean ? 0 : kFreeDirty) | (split || (s->flags & kLargeMovedIn) ? kFreeSplit : 0) |
+                  ((s->flags & kLargeHugeAdv) ? kFreeHuge : 0);
+  huge_forget_locked(s);
   give_back(s, flags, os::now_ns());
   RM_VALIDATE_SOMETIMES();
+}
+
+void moved_in(Span* d, bool remapped) {
+  LockGuard g(g_lock);
+  if (remapped) d->flags |= kLargeMovedIn;
+  // The pages arrived (by mremap with the source's VMA flags, or by
+  // UFFDIO_MOVE or a copy into the arena's own VMA): the interior gets
+  // the advice now, the part a remapped interior already had included.
+  huge_advise_locked(d, 0);
 }
 
 // ---- purge, fork, statistics -----------------------------------------------
@@ -280,6 +396,8 @@ void get_stats(Stats* out) {
       idx += r->npages;
     }
   out->moved_blocks = moved;
+  out->huge_blocks = g_huge_blocks;
+  out->huge_bytes = g_huge_bytes;
   out->bg_purged_bytes = purging::background_purged_bytes();
   out->bg_heals = purging::background_heals();
   out->dirty_cap = purging::dirty_cap();
@@ -288,6 +406,13 @@ void get_stats(Stats* out) {
   out->meta_resident = meta;
   for (int i = 0; i < kNumCounters; i++) out->counters[i] = g_counters[i].load(std::memory_order_relaxed);
 }
+
+static bool in_arenas(uintptr_t lo, uintptr_t hi) {
+  Arena* a = map_entry(lo);
+  return a && lo >= a->base && hi <= a->base + a->bytes();
+}
+
+long huge_backed_bytes() { return os::anon_huge_bytes(in_arenas); }
 
 static void validate_locked() {
   ArenaTally t{};

@@ -26,7 +26,12 @@ struct Config {
   size_t huge_threshold = size_t{2} << 20;    // 2 MiB-aligned at or above
   size_t mremap_threshold = size_t{8} << 20;  // mremap before UFFDIO_MOVE at or above
   int mover = -1;                             // -1 auto, else movers::Kind
-  bool hugepage = false;                      // MADV_HUGEPAGE on huge blocks
+  // Transparent huge pages (page_heap.cpp, "the huge page policy"): large
+  // blocks from hugepage_threshold get MADV_HUGEPAGE on their whole 2 MiB
+  // granules, which are then kept whole. Set only where the system's mode
+  // is madvise and the process did not disable THP.
+  bool hugepage = false;
+  size_t hugepage_threshold = size_t{2} << 20;
   size_t shrink_slack_pages = 0;              // shrink only when freeing more
   bool grow_inplace = true;                   // claim following free pages
   size_t dirty_max = size_t{128} << 20;       // dirty cap: at least this...
@@ -103,9 +108,14 @@ struct Stats {
   size_t dirty_cap;                             // the dirty cap now
   size_t meta_resident;                         // resident metadata (arenas, map)
   size_t moved_blocks, split_runs;              // live moved-in blocks, split free runs
+  size_t huge_blocks, huge_bytes;               // live huge-page-advised blocks, their interiors
   size_t counters[kNumCounters];
 };
 void get_stats(Stats* out);
+// Bytes of the arenas on transparent huge pages now (AnonHugePages of their
+// VMAs in /proc/self/smaps); -1 when unknown. Takes no lock (reads a
+// file): for the statistics only.
+long huge_backed_bytes();
 
 // Secure build (guards.cpp): puts a guard on the last page of a large block
 // or slab that was allocated with guard_tail_pages() extra pages, and takes

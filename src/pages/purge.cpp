@@ -114,16 +114,28 @@ static size_t purge_run(Span* f, size_t max_pages = ~size_t{0}) {
   Arena* a = f->arena;
   size_t pages = f->maint_hi - f->maint_lo;
   size_t lo = f->maint_lo;
+  size_t charge = pages;
   if (pages > max_pages) {
     lo = f->maint_hi - max_pages;
-    pages = max_pages;
+    charge = max_pages;
+    // A run that held a huge-page-advised block is purged in whole 2 MiB
+    // granules: a slice ending inside a huge page would split it into
+    // small pages (and keep the rest resident). Dropping a whole huge page
+    // costs the kernel one page-table entry, less than the 256 small pages
+    // the budget counts, so the slice is charged at the budget.
+    if (f->flags & kFreeHuge) {
+      constexpr size_t kGranulePages = kHugePageSize >> kPageShift;
+      size_t down = align_down(lo, kGranulePages);
+      lo = down > f->maint_lo ? down : f->maint_lo;
+    }
+    pages = f->maint_hi - lo;
   }
   size_t len = pages << kPageShift;
   if (!os::purge(reinterpret_cast<void*>(a->base + (lo << kPageShift)), len)) {
     // madvise refused (mlock'ed pages, say): keep the run dirty but take
     // it off the decay list, so the purge loops end.
     lru_remove(f);
-    return pages;  // counts against the budget all the same
+    return charge;  // counts against the budget all the same
   }
   g_purged_bytes += len;
   if (g_in_bg) g_bg_purged_bytes += len;
@@ -133,7 +145,7 @@ static size_t purge_run(Span* f, size_t max_pages = ~size_t{0}) {
   } else {
     free_runs::shrink_hull(f, f->maint_lo, lo);
   }
-  return pages;
+  return charge;
 }
 
 // Re-maps a split free run fresh (mmap MAP_FIXED), which also purges it, so
@@ -154,7 +166,7 @@ static void heal_run(Span* f) {
     if (g_in_bg) g_bg_purged_bytes += len;
   }
   free_runs::mark_clean(f);
-  f->flags &= uint8_t(~kFreeSplit);
+  f->flags &= uint8_t(~(kFreeSplit | kFreeHuge));  // a fresh mapping: no advice left
   lru_remove(f);
   split_remove(f);
   g_heals++;

@@ -200,7 +200,7 @@ void* realloc_large(Span* s, size_t new_size) {
     count(kCount_bytes_moved, out.moved);
     count(kCount_bytes_copied, out.copied);
     bool remapped = kind == movers::kMremap && out.moved;
-    if (remapped) dst->flags |= kLargeMovedIn;
+    moved_in(dst, remapped);
     release_moved(s, out.src_clean, remapped);
     result = to;
   }

@@ -32,9 +32,14 @@ enum SpanKind : uint8_t {
 // Flags of free runs.
 constexpr uint8_t kFreeDirty = 1;  // may hold touched pages
 constexpr uint8_t kFreeSplit = 2;  // page moves may have split its VMA
+// It held a huge-page-advised block: its pages may be on huge pages, so it
+// is purged in whole 2 MiB granules (a partial MADV_DONTNEED would split a
+// huge page into small ones); kept with kFreeSplit, so the decay heals it.
+constexpr uint8_t kFreeHuge = 4;
 // Flags of large blocks.
 constexpr uint8_t kLargeMovedIn = 1;   // its pages arrived by mremap (own VMA)
-constexpr uint8_t kLargeHugeAdv = 2;   // MADV_HUGEPAGE was applied
+constexpr uint8_t kLargeHugeAdv = 2;   // MADV_HUGEPAGE on its interior granules
+                                       // (with kLargeMovedIn: a VMA of its own)
 
 // The span/slab contract between pages/ (the page heap) and heap/ (the
 // small heaps). Who may write each field, and how:

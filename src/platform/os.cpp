@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,6 +248,131 @@ const char* env_lookup(const char* name) {
     if (*n == 0 && *e == '=') return e + 1;
   }
   return nullptr;
+}
+
+static std::atomic<int> g_thp_override{-1};
+
+void thp_mode_override(int mode) { g_thp_override.store(mode, std::memory_order_relaxed); }
+
+// The word in brackets of a THP sysfs setting, into out; false if none.
+static bool thp_setting(const char* which, char* out, size_t cap) {
+  char path[96] = "/sys/kernel/mm/transparent_hugepage/";
+  size_t n = 0;
+  while (path[n]) n++;
+  for (size_t i = 0; which[i] && n + 1 < sizeof path; i++) path[n++] = which[i];
+  path[n] = 0;
+  char buf[160];
+  if (read_file(path, buf, sizeof buf) <= 0) return false;
+  const char* l = buf;
+  while (*l && *l != '[') l++;
+  if (!*l) return false;
+  l++;
+  size_t k = 0;
+  while (l[k] && l[k] != ']' && k + 1 < cap) {
+    out[k] = l[k];
+    k++;
+  }
+  out[k] = 0;
+  return l[k] == ']';
+}
+
+static bool str_eq(const char* a, const char* b) {
+  while (*a && *a == *b) a++, b++;
+  return *a == *b;
+}
+
+int thp_mode() {
+  int o = g_thp_override.load(std::memory_order_relaxed);
+  if (o >= 0) return o;
+  char w[32];
+  if (!thp_setting("enabled", w, sizeof w)) return kThpUnknown;
+  if (str_eq(w, "always")) return kThpAlways;
+  if (str_eq(w, "madvise")) return kThpMadvise;
+  if (str_eq(w, "never")) return kThpNever;
+  return kThpUnknown;
+}
+
+const char* thp_mode_name(int mode) {
+  switch (mode) {
+    case kThpAlways: return "always";
+    case kThpMadvise: return "madvise";
+    case kThpNever: return "never";
+    default: return "unknown";
+  }
+}
+
+void thp_defrag(char* out, size_t cap) {
+  if (cap && !thp_setting("defrag", out, cap)) {
+    const char* u = "unknown";
+    size_t k = 0;
+    for (; u[k] && k + 1 < cap; k++) out[k] = u[k];
+    out[k] = 0;
+  }
+}
+
+bool thp_disabled_for_process() {
+  int r = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+  return r > 0;
+}
+
+static bool starts_with(const char* s, const char* prefix) {
+  while (*prefix && *s == *prefix) s++, prefix++;
+  return *prefix == 0;
+}
+
+static uintptr_t parse_hex(const char** s) {
+  uintptr_t v = 0;
+  for (;; (*s)++) {
+    char c = **s;
+    if (c >= '0' && c <= '9') v = v * 16 + uintptr_t(c - '0');
+    else if (c >= 'a' && c <= 'f') v = v * 16 + uintptr_t(c - 'a' + 10);
+    else return v;
+  }
+}
+
+long anon_huge_bytes(bool (*in_heap)(uintptr_t lo, uintptr_t hi)) {
+  int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  // Line by line through a stack buffer: a VMA's header line starts with
+  // its hex bounds ("lo-hi perms ..."); its fields follow ("Name:  N kB").
+  char buf[8192];
+  size_t have = 0;
+  bool eof = false, inside = false;
+  long total = 0;
+  while (!eof || have) {
+    if (!eof && have < sizeof buf) {
+      ssize_t r = read(fd, buf + have, sizeof buf - have);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) eof = true;
+      else have += size_t(r);
+    }
+    size_t start = 0;
+    for (;;) {
+      size_t e = start;
+      while (e < have && buf[e] != '\n') e++;
+      if (e == have) break;  // no full line left
+      buf[e] = 0;
+      const char* l = buf + start;
+      const char* q = l;
+      uintptr_t lo = parse_hex(&q);
+      if (*q == '-' && q != l) {
+        q++;
+        uintptr_t hi = parse_hex(&q);
+        inside = *q == ' ' && in_heap(lo, hi);
+      } else if (inside && starts_with(l, "AnonHugePages:")) {
+        bool ok;
+        long kib = parse_long(l + 14, &ok);
+        if (ok) total += kib;
+      }
+      start = e + 1;
+    }
+    if (start == 0 && have == sizeof buf) start = have;  // a line longer than the buffer: drop it
+    for (size_t i = start; i < have; i++) buf[i - start] = buf[i];
+    have -= start;
+    if (eof && have && start == 0) break;  // a last line without a newline: ignore
+  }
+  close(fd);
+  return total * 1024;
 }
 
 }  // namespace remalloc::os

@@ -39,6 +39,27 @@ bool remap_fresh(void* p, size_t size);
 // Transparent huge page advice (2 MiB aligned ranges).
 bool advise_hugepage(void* p, size_t size, bool on);
 
+// The system's transparent huge page settings: the word in brackets of
+// /sys/kernel/mm/transparent_hugepage/{enabled,defrag} ("always",
+// "madvise", "never", "defer+madvise", ...), "unknown" when unreadable
+// (no THP in the kernel). Read on each call (configure time only).
+enum ThpMode : int { kThpUnknown = 0, kThpAlways = 1, kThpMadvise = 2, kThpNever = 3 };
+int thp_mode();
+const char* thp_mode_name(int mode);
+// Writes the defrag setting's word into out (NUL-terminated).
+void thp_defrag(char* out, size_t cap);
+// prctl(PR_GET_THP_DISABLE): the process (or an ancestor, through fork and
+// exec) asked that none of its memory get huge pages.
+bool thp_disabled_for_process();
+// Test hook: make thp_mode() report `mode` (>= 0) instead of the system's
+// setting; -1 reads the system again.
+void thp_mode_override(int mode);
+// Sums the AnonHugePages of the VMAs of /proc/self/smaps that lie inside
+// [lo, hi) ranges the callback accepts (it gets each VMA's bounds), in
+// bytes; -1 when smaps cannot be read. Reads with a stack buffer, no
+// allocation; opens and closes one descriptor of its own.
+long anon_huge_bytes(bool (*in_heap)(uintptr_t lo, uintptr_t hi));
+
 // Guard pages (MADV_GUARD_INSTALL / MADV_GUARD_REMOVE, Linux 6.13): page-table
 // markers that make any access to the range raise SIGSEGV, without splitting
 // the VMA. Installing wipes the pages' contents. guards_available() probes

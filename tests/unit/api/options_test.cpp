@@ -51,7 +51,7 @@ const Row kRows[] = {
     {"mover", options::kMover, -1, kEnum, -1, 2},
     {"move_threshold", options::kMoveThreshold, 128, kInt, 0, 1L << 30},
     {"huge_threshold", options::kHugeThreshold, 2048, kInt, 4, 1L << 30},
-    {"hugepage", options::kHugepage, 0, kBool, 0, 1},
+    {"hugepage", options::kHugepage, 1, kBool, 0, 1},
     {"vma_budget", options::kVmaBudget, 0, kInt, 0, 1L << 31},
     {"abort_on_invalid", options::kAbortOnInvalid, 1, kBool, 0, 1},
     {"grow_inplace", options::kGrowInplace, 1, kBool, 0, 1},
@@ -78,6 +78,7 @@ const Row kRows[] = {
     // A string (options::prof_prefix()); as a number it is 0 and cannot be set.
     {"prof_prefix", options::kProfPrefix, 0, kString, 0, 0, true},
     {"mremap_threshold", options::kMremapThreshold, 8192, kInt, 4, 1L << 30},
+    {"hugepage_threshold", options::kHugepageThreshold, 2048, kInt, 2048, 1L << 30},
 };
 static_assert(sizeof kRows / sizeof kRows[0] == options::kNumOptions, "a row per option");
 
