@@ -199,6 +199,7 @@ def main():
             w.setup(ctx)
 
     fault_cost = None if args.no_fault_cost else measure_fault_cost(ctx)
+    machine = machine_info(allocs)  # before the runs: the tree may change meanwhile
 
     def wreps(w):
         return reps if args.reps else w.reps.get(args.mode, reps)
@@ -248,7 +249,7 @@ def main():
         "skipped_workloads": missing,
         "argv": sys.argv[1:],
     }
-    meta.update(machine_info(allocs))
+    meta.update(machine)
     if failed:
         meta["notes"].append("%d run(s) failed; see results.json" % len(failed))
     # The medians, for readers of results.json; the report computes them
