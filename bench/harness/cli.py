@@ -37,7 +37,7 @@ results.md (a table per group, each value relative to the best allocator,
 and a geometric mean per allocator), and one chart per group; both drawn
 from results.json alone, so `--report-only results.json` draws them again.
 
-  bench/compare --short                       # about three minutes on 2 cores
+  bench/compare --short                       # every group: ~13 min of CPU on 2 cores
   bench/compare --tiny --allocators glibc,jemalloc
   bench/compare --full --only 'realloc' mine=/path/to/libmine.so
   bench/compare --report-only bench/results/results.json --out /tmp/report
@@ -69,7 +69,7 @@ def main():
     mode.add_argument("--tiny", dest="mode", action="store_const", const="tiny",
                       help="seconds; for tests")
     mode.add_argument("--short", dest="mode", action="store_const", const="short",
-                      help="about two minutes for five allocators on 2 cores (default)")
+                      help="every group at small sizes (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="the sizes the workloads are named for; long")
     ap.add_argument("allocator", nargs="*", help="more allocators: NAME or NAME=/path/lib.so")
