@@ -171,8 +171,9 @@ class Row:
         self.name, self.group, self.doc = name, m["group"], m["doc"]
         self.reference = m.get("reference", False)
         extras = m.get("extras")
-        if extras is None:  # results.json written before the extras were stored
-            extras = known.extras if known else []
+        if extras is None:  # results.json written before the extras were stored:
+            # the rows of that time (tables of their own came with the list)
+            extras = [e for e in known.extras if len(e) == 3] if known else []
         self.extras = [tuple(e) for e in extras]
         self.allocators = m.get("allocators")
 
@@ -192,7 +193,7 @@ GROUP_NOTES = {
 
 
 def write_markdown(path, doc, summary, names, micro, charts, notes):
-    from .workloads import GROUPS, WORKLOADS
+    from .workloads import WORKLOADS
     meta = doc["meta"]
     known = {w.name: w for w in WORKLOADS}
     workloads = [Row(n, m, known.get(n)) for n, m in meta["workloads"].items()]
@@ -238,7 +239,9 @@ def write_markdown(path, doc, summary, names, micro, charts, notes):
              "better.")
     L.append("")
     geo = {}
-    groups = list(meta.get("groups", GROUPS))
+    # results.json of before the list of groups had the group "huge"
+    groups = list(meta.get("groups") or
+                  ["small & multithreaded", "realloc growth", "huge", "real programs", "clients"])
     groups += [w.group for w in workloads if w.group not in groups]
     all_names = names
     for g in groups:
@@ -293,9 +296,11 @@ def write_markdown(path, doc, summary, names, micro, charts, notes):
                 geo[g]["realloc"] = ratio_table(
                     metric_rows(gw, summary, names, "realloc_seconds"), names, fmt_time, L)
             for heading, kind, label in extra_headings(gw):
+                rows = extra_table_rows(gw, summary, names, heading)
+                if not any(vals for _, vals in rows):
+                    continue
                 L.append("### %s" % heading)
                 L.append("")
-                rows = extra_table_rows(gw, summary, names, heading)
                 if kind == "percent":
                     value_table(rows, names, fmt_percent, L)
                 else:

@@ -157,6 +157,30 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| small & multithreaded | time | ×1.41 | ×2.00 | - |", lines)
         self.assertIn("| hugepages | stall | ×2.00 | ×1.00 | ×4.00 |", lines)
 
+    def test_legacy_results_json(self):
+        """A results.json of before the package (no groups, no extras): the
+        old group order and only the extras of that time."""
+        doc = synthetic()
+        meta = doc["meta"]
+        del meta["groups"], meta["thp"]
+        meta["workloads"] = {"hugechurn": {"group": "huge", "doc": "churn", "reference": False,
+                                           "reps": 3}}
+        doc["runs"] = [run("hugechurn", "huge", a, rep, t, result={"stall_seconds": 0.01})
+                       for rep in range(3) for a, t in (("glibc", 1.0), ("remalloc", 2.0))]
+        path = os.path.join(self.tmp, "legacy.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        out = os.path.join(self.tmp, "legacy")
+        with open(os.devnull, "w") as null:
+            md_path, _, _ = report.render(path, out, charts=False, log=null)
+        with open(md_path) as f:
+            md = f.read()
+        self.assertIn("## huge\n", md)
+        self.assertNotIn("First-touch stall", md)
+        self.assertNotIn("Transparent huge pages", md)
+        self.assertEqual(row(section(md, "Time", "huge"), "hugechurn"),
+                         ["**1.00 s ×1.00 ±0%**", "2.00 s ×2.00 ±0%"])
+
     def test_report_only_is_byte_identical(self):
         outs = []
         for n in (1, 2):
