@@ -163,6 +163,7 @@ class ReportTest(unittest.TestCase):
         doc = synthetic()
         meta = doc["meta"]
         del meta["groups"], meta["thp"]
+        meta["allocators"] = {"glibc": None, "remalloc": "/x/libremalloc.so"}
         meta["workloads"] = {"hugechurn": {"group": "huge", "doc": "churn", "reference": False,
                                            "reps": 3}}
         doc["runs"] = [run("hugechurn", "huge", a, rep, t, result={"stall_seconds": 0.01})
