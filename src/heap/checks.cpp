@@ -46,7 +46,7 @@ void check_handed_out(Span* s, void* b) {
 // Is p on the singly linked list starting at `head`? Walks at most `limit`
 // links (a list damaged by a use after free must not hang us).
 static bool on_list(uintptr_t head, const void* p, size_t limit) {
-  for (uintptr_t q = head & ~uintptr_t{1}; q && limit--;
+  for (uintptr_t q = head & kRemotePtrMask & ~uintptr_t{1}; q && limit--;
        q = reinterpret_cast<uintptr_t>(pages::link_load(reinterpret_cast<void*>(q)))) {
     if (reinterpret_cast<const void*>(q) == p) return true;
     Span* qs = pages::span_of(reinterpret_cast<void*>(q));

@@ -3,9 +3,10 @@
 //
 // Two lists carry such frees to the owner:
 // - the slab's `remote` word: a list of blocks linked through their first
-//   word, pushed by any thread with a CAS (release) and taken whole by the
-//   owner with one exchange (acquire, collect_remote) when the slab's free
-//   list runs dry. Bit 0 set (the word is then exactly 1) means the owner
+//   word and its length (top 16 bits, internal.h), pushed by any thread
+//   with a CAS (release) that also counts the block, and taken whole, list
+//   and count, by the owner with one exchange (acquire, collect_remote)
+//   when the slab's free list runs dry; the owner does not walk it. Bit 0 set (the word is then exactly 1) means the owner
 //   found the slab full and moved it to its full list; the owner sets it
 //   only while the list is empty, with a CAS from 0 (a free that raced in
 //   makes the CAS fail and the owner takes that block instead);
@@ -18,6 +19,7 @@
 //
 // Invariants:
 // - a block is on at most one list (free, remote, delayed) and only once;
+// - the count in `remote` is the length of its list;
 // - a slab's `used` counts blocks on its remote list and on its heap's
 //   delayed list as handed out: only the owner's taking them in lowers it;
 // - pushes onto `delayed` and the reads of the heap's state after them are
@@ -50,9 +52,9 @@ void free_remote(Span* s, void* p) {
       if (RM_UNLIKELY(h->state.load(std::memory_order_seq_cst) == kHeapAbandoned)) collect_abandoned(h);
       return;
     }
-    pages::link_store(p, reinterpret_cast<void*>(old));
-    if (s->remote.compare_exchange_weak(old, reinterpret_cast<uintptr_t>(p),
-                                        std::memory_order_release, std::memory_order_relaxed))
+    pages::link_store(p, remote_head(old));
+    uintptr_t pushed = reinterpret_cast<uintptr_t>(p) | ((old & ~kRemotePtrMask) + kRemoteCountOne);
+    if (s->remote.compare_exchange_weak(old, pushed, std::memory_order_release, std::memory_order_relaxed))
       return;
   }
 }

@@ -31,7 +31,11 @@ inline void hfree(void* p) {
 
 inline Span* slab_of(const void* p) { return pages::span_of(p); }
 inline void* next_of(const void* b) { return pages::link_load(b); }
-inline uintptr_t remote_of(const Span* s) { return s->remote.load(std::memory_order_acquire); }
+// The head of slab s's remote list (or 1: marked full), and its count.
+inline uintptr_t remote_of(const Span* s) {
+  return s->remote.load(std::memory_order_acquire) & heap::kRemotePtrMask;
+}
+inline uint32_t remote_n(const Span* s) { return heap::remote_count(s->remote.load(std::memory_order_acquire)); }
 inline uintptr_t addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
 // A thread that runs the steps it is given, one at a time, and waits in

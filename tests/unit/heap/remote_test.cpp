@@ -22,6 +22,7 @@ TEST(HeapRemote, FreeByAnotherThreadGoesToTheSlabsRemoteList) {
 
   peer.run([&] { hfree(p[1]); });
   EXPECT_EQ(remote_of(s), addr(p[1])) << "the block heads the slab's remote list";
+  EXPECT_EQ(remote_n(s), 1u) << "and is counted in the same word";
   EXPECT_EQ(next_of(p[1]), nullptr);
   EXPECT_EQ(s->used, used) << "a remote free is counted by the owner when it takes it in";
   EXPECT_EQ(s->free_list, free_head) << "the owner's free list is the owner's";
@@ -30,13 +31,16 @@ TEST(HeapRemote, FreeByAnotherThreadGoesToTheSlabsRemoteList) {
 
   peer.run([&] { hfree(p[2]); });
   EXPECT_EQ(remote_of(s), addr(p[2]));
+  EXPECT_EQ(remote_n(s), 2u);
   EXPECT_EQ(next_of(p[2]), p[1]);
 
-  // The owner takes the list with one exchange.
+  // The owner takes the list with one exchange; its free list was not
+  // empty, so the remote list goes in front of it.
   EXPECT_EQ(heap::collect_remote(s), 2u);
-  EXPECT_EQ(remote_of(s), 0u);
+  EXPECT_EQ(s->remote.load(), 0u);
   EXPECT_EQ(s->used, used - 2);
   EXPECT_EQ(s->free_list, p[2]);
+  EXPECT_EQ(next_of(p[1]), free_head) << "the remote list's tail leads to the old free list";
 
   // ... and hands the blocks out again, the last freed first.
   EXPECT_EQ(halloc(48), p[2]);
@@ -56,13 +60,26 @@ TEST(HeapRemote, OwnerTakesRemoteFreesWhenItsFreeListRunsDry) {
   while (s->free_list || s->bump < s->capacity) mine.push_back(halloc(96));
   ASSERT_EQ(s->used, s->capacity);
   void* victim = mine[mine.size() / 2];
-  peer.run([&] { hfree(victim); });
-  ASSERT_EQ(remote_of(s), addr(victim));
-  // The refill looks at the remote list before marking the slab full.
-  EXPECT_EQ(halloc(96), victim);
-  EXPECT_EQ(remote_of(s), 0u);
+  void* victim2 = mine[mine.size() / 3];
+  void* victim3 = mine[1];
+  peer.run([&] {
+    hfree(victim);
+    hfree(victim2);
+    hfree(victim3);
+  });
+  ASSERT_EQ(remote_of(s), addr(victim3));
+  ASSERT_EQ(remote_n(s), 3u);
+  // The refill looks at the remote list before marking the slab full, and
+  // takes the count from the word (the list becomes the free list whole).
+  EXPECT_EQ(halloc(96), victim3);
+  EXPECT_EQ(s->remote.load(), 0u);
   EXPECT_EQ(s->is_full, 0);
+  EXPECT_EQ(s->used, s->capacity - 2);
+  EXPECT_EQ(s->free_list, victim2);
+  EXPECT_EQ(halloc(96), victim2);
+  EXPECT_EQ(halloc(96), victim);
   EXPECT_EQ(s->used, s->capacity);
+  EXPECT_EQ(s->free_list, nullptr);
   heap::validate_current();
   for (auto* b : mine) hfree(b);
 }
@@ -145,6 +162,21 @@ TEST(HeapRemote, ASlabEmptiedByRemoteFreesGoesBackWhenTheOwnerLooks) {
   }
   heap::validate_current();
   hfree(other);
+}
+
+TEST(HeapRemoteDeathTest, TheValidatorCatchesAWrongRemoteCount) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        void* p = halloc(176);
+        void* q = halloc(176);
+        Span* s = slab_of(p);
+        std::thread([&] { hfree(q); }).join();  // q on the remote list, counted once
+        heap::validate_current();               // consistent so far
+        s->remote.fetch_add(heap::kRemoteCountOne);  // counted twice
+        heap::validate_current();
+      },
+      "remote count is not the length of its remote list");
 }
 
 }  // namespace
