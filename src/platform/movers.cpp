@@ -472,18 +472,32 @@ bool move_uffd(void* dstp, void* srcp, size_t len, Outcome* out) {
   if (fail_step == 2) limit = len > kPageSize ? len - kPageSize : 0;
   size_t done = 0;
   int err = 0;
+  // UFFDIO_MOVE takes one source VMA a call (EINVAL, nothing moved, for a
+  // range over two): a block whose whole 2 MiB granules carry huge page
+  // advice is one VMA for them and another for its ends. On that EINVAL
+  // the move goes on VMA by VMA (PROCMAP_QUERY, as the mremap mover does).
+  bool by_vma = false;
   while (done < limit) {
     struct uffdio_move m;
     memset(&m, 0, sizeof m);
     m.dst = reinterpret_cast<uintptr_t>(dst + done);
     m.src = reinterpret_cast<uintptr_t>(src + done);
     m.len = limit - done;
+    if (by_vma) {
+      uintptr_t end = vma_end_at(m.src);
+      if (end > m.src && end - m.src < m.len) m.len = end - m.src;
+    }
     m.mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES;
     int r = ioctl(fd, UFFDIO_MOVE, &m);
     if (m.move > 0) done += size_t(m.move);
     if (r == 0) {
-      done = limit;
-      break;
+      done += size_t(m.len) - (m.move > 0 ? size_t(m.move) : 0);
+      if (done >= limit) break;
+      continue;  // that VMA is done: the next one
+    }
+    if (errno == EINVAL && m.move <= 0 && !by_vma) {
+      by_vma = true;
+      continue;
     }
     if (errno == EAGAIN && m.move > 0) continue;
     err = errno;

@@ -216,6 +216,30 @@ TEST(HugePages, ABufferGrownByReallocIsAdvised) {
   remalloc_free(p);
 }
 
+// A block whose interior is advised is two VMAs (the advised granules and
+// its small-page end): UFFDIO_MOVE, which takes one source VMA a call, moves
+// it VMA by VMA instead of failing over to a copy.
+TEST(HugePages, AnAdvisedBlockOfTwoVmasMovesByUffdWithoutCopying) {
+  if (!tu::uffd_move_supported()) GTEST_SKIP() << "no UFFDIO_MOVE on this kernel";
+  Settings s;
+  s.set("hugepage", 1);
+  s.set("grow_inplace", 0);
+  s.set("mover", -1);
+  void* p = remalloc_malloc(3 * kMiB);
+  ASSERT_TRUE(tu::is_aligned(p, kGranule));
+  EXPECT_GE(smaps_of(p, 3 * kMiB).vmas, 2) << "the interior and the end are two VMAs";
+  tu::fill(p, 3 * kMiB, 5);
+  remalloc_stats_t b = snap();
+  void* q = remalloc_realloc(p, 5 * kMiB);  // below mremap_threshold: UFFDIO_MOVE first
+  ASSERT_NE(q, nullptr);
+  remalloc_stats_t a = snap();
+  EXPECT_EQ(tu::check(q, 3 * kMiB, 5), SIZE_MAX);
+  EXPECT_EQ(a.moves_uffd, b.moves_uffd + 1);
+  EXPECT_EQ(a.bytes_copied, b.bytes_copied) << "the move fell back to copying";
+  EXPECT_EQ(a.fallback_error, b.fallback_error);
+  remalloc_free(q);
+}
+
 // A shrink in place keeps the granule its new end falls in, so purging the
 // freed tail splits none of the block's huge pages.
 TEST(HugePages, ShrinkingAndPurgingKeepTheLiveBlocksHugePagesWhole) {
