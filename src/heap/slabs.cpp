@@ -16,7 +16,8 @@
 //   is the current slab of its class;
 // - the free list holds only blocks of the slab below `bump`; blocks at
 //   and above `bump` were never handed out and are linked a page at a time
-//   (extend), so a fresh slab is touched only as it fills.
+//   (extend), so a fresh slab is touched only as it fills; and only when
+//   the slab behind the current one has no block to give (free or remote).
 // Only the owner (or the holder of the backstop lock, or of an abandoned
 // heap's collector lock) reads or writes a slab's lists and counters.
 #include <new>
@@ -143,6 +144,14 @@ void* heap_alloc(Heap* h, unsigned c) {
     if (s->free_list) return pop(s);
     if (collect_remote(s)) return pop(s);
     if (s->bump < s->capacity) {
+      // Blocks already touched before fresh pages: a slab behind this one
+      // that got blocks back (the drain puts such slabs second) becomes
+      // the current one, and this one, not yet full, stays second.
+      if (Span* n = s->next; n && (n->free_list || n->remote.load(std::memory_order_relaxed))) {
+        avail_remove(h, n);
+        avail_push_front(h, n);
+        continue;
+      }
       extend(s);
       return pop(s);
     }

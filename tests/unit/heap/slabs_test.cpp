@@ -73,6 +73,37 @@ TEST(HeapSlabs, AnEmptiedSlabIsKeptAsTheSpareAndReused) {
   });
 }
 
+TEST(HeapSlabs, TheRefillTakesBlocksBackBeforeTouchingFreshPages) {
+  Peer owner;
+  const size_t size = 256;
+  std::vector<void*> a_blocks;
+  Span* a = nullptr;
+  Span* b = nullptr;
+  owner.run([&] {
+    void* first = halloc(size);
+    a = slab_of(first);
+    a_blocks.push_back(first);
+    while (a->free_list || a->bump < a->capacity) a_blocks.push_back(halloc(size));
+    void* p = halloc(size);  // a is full and marked; b is the current slab
+    b = slab_of(p);
+    ASSERT_NE(b, a);
+    ASSERT_GT(b->capacity, b->bump) << "b has pages not yet touched";
+    while (b->free_list) halloc(size);  // b's first page handed out
+  });
+  ASSERT_EQ(a->is_full, 1);
+  void* back = a_blocks[3];
+  hfree(back);  // to the owner's delayed list
+  const uint32_t b_bump = b->bump;
+  void* got = nullptr;
+  owner.run([&] {
+    got = halloc(size);
+    heap::validate_current();
+  });
+  EXPECT_EQ(got, back) << "the block given back is handed out before a fresh one";
+  EXPECT_EQ(b->bump, b_bump) << "no fresh page of the current slab was linked";
+  EXPECT_EQ(a->is_full, 0);
+}
+
 TEST(HeapSlabsDeathTest, TheValidatorCatchesASlabOnTheWrongList) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
