@@ -67,8 +67,9 @@ constexpr uint8_t kLargeHugeAdv = 2;   // MADV_HUGEPAGE on its interior granules
 //   block_size, capacity,    | alloc_slab() and the first | to other threads; cleared
 //   size_class               | block handed out           | (slab_bytes = 0) before
 //                            |                            | free_span()
-//   remote                   | any thread                 | atomic (CAS push; owner
-//                            |                            | exchanges; bit 0 "full")
+//   remote                   | any thread                 | atomic (CAS push, count
+//                            |                            | +1; owner exchanges;
+//                            |                            | bit 0 "full")
 //
 // validate_span() checks what can be checked of this contract for one span.
 //
@@ -93,8 +94,10 @@ struct alignas(64) Span {
   uint8_t flags = 0;          // kFree* or kLarge*
   uint8_t size_class = 0;     // slab: its class
   uint32_t bump = 0;          // slab: blocks ever linked into the free list; <= capacity
-  // Remote frees: a list of blocks; bit 0 set means "the owner found this
-  // slab full: send frees to the heap's delayed list instead".
+  // Remote frees: a list of blocks in the low 48 bits, its length in the
+  // top 16 (heap/internal.h, kRemoteCountShift); the word 1 (bit 0) means
+  // "the owner found this slab full: send frees to the heap's delayed list
+  // instead".
   std::atomic<uintptr_t> remote{0};
   // ---- line 1: run bookkeeping
   size_t npages = 0;          // pages in the run, >= 1, within the arena
