@@ -1,0 +1,129 @@
+// base: one intrusive doubly-linked list. The links live in the elements
+// (two pointer members named by the template), the list holds its head,
+// its tail and its length, so push, remove and the ends are O(1) and an
+// element can sit on several lists at once through different link pairs.
+// Never allocates; constant-initialisable (an empty list is all zeros).
+// With kEnds false the list keeps only its head (one pointer: for arrays of
+// many lists, such as the page heap's free-run bins), and has no back(),
+// size() or push_back().
+//
+// Invariants (validate() checks them): head->prev and tail->next are null;
+// for every element e on the list, e->next->prev == e; walking from the
+// head reaches the tail after exactly size() elements. An element is on
+// the list iff its prev link is set or it is the head (contains(), O(1));
+// remove() clears both links, so an element off every list has null links.
+#pragma once
+#include <cstddef>
+#include <type_traits>
+
+#include "base/base.h"
+
+namespace remalloc {
+
+template <class T, T* T::*Next, T* T::*Prev, bool kEnds = true>
+class IntrusiveList {
+ public:
+  constexpr IntrusiveList() = default;
+
+  T* front() const { return head_; }
+  T* back() const
+    requires kEnds
+  {
+    return ends_.tail;
+  }
+  bool empty() const { return head_ == nullptr; }
+  size_t size() const
+    requires kEnds
+  {
+    return ends_.size;
+  }
+  static T* next(const T* e) { return e->*Next; }
+  static T* prev(const T* e) { return e->*Prev; }
+
+  // O(1): on this list, provided e is on no other list of the same links.
+  bool contains(const T* e) const { return e->*Prev != nullptr || head_ == e; }
+
+  void push_front(T* e) {
+    RM_ASSERT_INTERNAL(e->*Next == nullptr && e->*Prev == nullptr && head_ != e);
+    e->*Prev = nullptr;
+    e->*Next = head_;
+    if (head_)
+      head_->*Prev = e;
+    else if constexpr (kEnds)
+      ends_.tail = e;
+    head_ = e;
+    if constexpr (kEnds) ends_.size++;
+  }
+
+  void push_back(T* e)
+    requires kEnds
+  {
+    RM_ASSERT_INTERNAL(e->*Next == nullptr && e->*Prev == nullptr && head_ != e);
+    e->*Next = nullptr;
+    e->*Prev = ends_.tail;
+    if (ends_.tail)
+      ends_.tail->*Next = e;
+    else
+      head_ = e;
+    ends_.tail = e;
+    ends_.size++;
+  }
+
+  // e must be on this list.
+  void remove(T* e) {
+    RM_ASSERT_INTERNAL(contains(e));
+    T* n = e->*Next;
+    T* p = e->*Prev;
+    if (p)
+      p->*Next = n;
+    else
+      head_ = n;
+    if (n)
+      n->*Prev = p;
+    else if constexpr (kEnds)
+      ends_.tail = p;
+    e->*Next = e->*Prev = nullptr;
+    if constexpr (kEnds) {
+      RM_ASSERT_INTERNAL(ends_.size > 0);
+      ends_.size--;
+    }
+  }
+
+  // Empties the list without touching the elements (their links are stale).
+  void reset() {
+    head_ = nullptr;
+    ends_ = Ends{};
+  }
+
+  // Checks the invariants above; `on_error(what, element)` is called (and
+  // must not return) on the first violation. `each(e)` is called for every
+  // element, to check what the caller's list promises about them.
+  template <class OnError, class Each>
+  void validate(OnError on_error, Each each) const {
+    const T* before = nullptr;
+    size_t n = 0;
+    for (const T* e = head_; e; before = e, e = e->*Next) {
+      if (e->*Prev != before) on_error("list: broken links", e);
+      if constexpr (kEnds) {
+        if (++n > ends_.size) on_error("list: longer than its count (a cycle?)", e);
+      }
+      each(e);
+    }
+    if constexpr (kEnds) {
+      if (before != ends_.tail) on_error("list: tail is not the last element", ends_.tail);
+      if (n != ends_.size) on_error("list: shorter than its count", head_);
+    }
+  }
+
+ private:
+  struct FullEnds {
+    T* tail = nullptr;
+    size_t size = 0;
+  };
+  struct NoEnds {};
+  using Ends = std::conditional_t<kEnds, FullEnds, NoEnds>;
+  T* head_ = nullptr;
+  [[no_unique_address]] Ends ends_;
+};
+
+}  // namespace remalloc
