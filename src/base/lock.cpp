@@ -14,6 +14,7 @@ static long futex(std::atomic<uint32_t>* addr, int op, uint32_t val) {
 }
 
 __thread bool tl_fork_holder = false;
+__thread char tl_lock_self;
 
 void Mutex::lock_slow() {
   // The forking thread, between remalloc's atfork handlers, already holds

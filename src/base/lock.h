@@ -13,25 +13,42 @@ namespace remalloc {
 // (fork_held) count as held by this thread, so other atfork handlers that
 // run in between (the program's own, in any order) may allocate.
 extern __thread bool tl_fork_holder;
+// A byte per thread whose address names the thread (Mutex::held_by_me).
+extern __thread char tl_lock_self;
+// Builds with internal assertions (REMALLOC_DEBUG >= 2: the checked, ASan
+// and TSan builds) record which thread holds each Mutex, so functions that
+// need a lock can assert that the caller holds it.
+constexpr bool kTrackLockOwner = REMALLOC_DEBUG >= 2;
 
 class Mutex {
  public:
   constexpr Mutex() = default;
   RM_INLINE void lock() {
     uint32_t expected = 0;
-    if (RM_LIKELY(state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
-                                                  std::memory_order_relaxed)))
-      return;
-    lock_slow();
+    if (RM_UNLIKELY(!state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                                     std::memory_order_relaxed)))
+      lock_slow();
+    if constexpr (kTrackLockOwner) owner_.store(&tl_lock_self, std::memory_order_relaxed);
   }
   RM_INLINE bool try_lock() {
     uint32_t expected = 0;
-    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
-                                          std::memory_order_relaxed);
+    bool ok = state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                             std::memory_order_relaxed);
+    if (kTrackLockOwner && ok) owner_.store(&tl_lock_self, std::memory_order_relaxed);
+    return ok;
   }
   RM_INLINE void unlock() {
     if (RM_UNLIKELY(fork_held_.load(std::memory_order_relaxed)) && tl_fork_holder) return;
+    if constexpr (kTrackLockOwner) owner_.store(nullptr, std::memory_order_relaxed);
     if (RM_UNLIKELY(state_.exchange(0, std::memory_order_release) == 2)) wake();
+  }
+  // Does the calling thread hold the lock? Only builds with internal
+  // assertions know (kTrackLockOwner); others answer true. For
+  // RM_ASSERT_INTERNAL at the top of functions that need the lock.
+  bool held_by_me() const {
+    if constexpr (!kTrackLockOwner) return true;
+    if (fork_held_.load(std::memory_order_relaxed) && tl_fork_holder) return true;
+    return owner_.load(std::memory_order_relaxed) == &tl_lock_self;
   }
   // fork: the prepare handler takes the lock for the forking thread, which
   // may then use what it guards (lock/unlock are no-ops for it) until the
@@ -48,6 +65,7 @@ class Mutex {
   // thread that forked; the child has only that thread, so reset it.
   void reset_in_child() {
     fork_held_.store(false, std::memory_order_relaxed);
+    owner_.store(nullptr, std::memory_order_relaxed);
     state_.store(0, std::memory_order_relaxed);
   }
 
@@ -59,6 +77,8 @@ class Mutex {
   // Held by the fork prepare handler on behalf of the forking thread
   // (tl_fork_holder); only that thread treats it as its own.
   std::atomic<bool> fork_held_{false};
+  // The holder's tl_lock_self (kTrackLockOwner builds only; else null).
+  std::atomic<const char*> owner_{nullptr};
 };
 
 class LockGuard {
