@@ -1,13 +1,17 @@
-// page heap: arena reservation, the arena map, and the validators of
-// arenas and of the span/slab contract.
+// page heap: arena reservation and release, the arena map's writers, and
+// the validators of arenas and of the span/slab contract.
+//
+// The arena map is process-wide (free's fast path reads it with no page
+// heap at hand): every PageHeap registers its arenas there and takes them
+// out in release_all(). Its leaves are reserved here with os::reserve, not
+// through the instance's platform, and made under g_map_lock (taken only
+// while an instance's lock is held, never the other way round, so a fork
+// prepare handler that holds the process-wide instance's lock finds it free).
 #include <cstring>
 #include <utility>
 
-#include "pages/free_runs.h"
 #include "pages/internal.h"
-#include "platform/movers.h"
 #include "platform/os.h"
-#include "platform/vma.h"
 
 namespace remalloc::pages {
 
@@ -19,19 +23,17 @@ static constexpr ArenaMapRoot make_root(std::index_sequence<I...>) {
   return ArenaMapRoot{{((void)I, &g_empty_leaf[0])...}};
 }
 constinit ArenaMapRoot g_arena_map = make_root(std::make_index_sequence<kMapRootSize>{});
-Arena* g_arenas;
-size_t g_arena_count;
-size_t g_mapped_bytes;
-size_t g_meta_bytes;
+static Mutex g_map_lock;  // guards the making of leaves
 
 // The writable leaf for address a, made on first use (nullptr when the
-// reservation fails).
-static Arena** leaf_for(uintptr_t a) {
+// reservation fails); adds the bytes of a leaf it made to *meta_bytes.
+static Arena** leaf_for(uintptr_t a, size_t* meta_bytes) {
   size_t r = a >> kMapRootShift;
+  LockGuard g(g_map_lock);
   if (g_arena_map.leaf[r] != g_empty_leaf) return const_cast<Arena**>(g_arena_map.leaf[r]);
   Arena** leaf = static_cast<Arena**>(os::reserve(kMapLeafSize * sizeof(Arena*), kPageSize));
   if (!leaf) return nullptr;
-  g_meta_bytes += kMapLeafSize * sizeof(Arena*);
+  *meta_bytes += kMapLeafSize * sizeof(Arena*);
   // Published after its (zero) contents: readers without the lock follow it.
   __atomic_store_n(&g_arena_map.leaf[r], leaf, __ATOMIC_RELEASE);
   return leaf;
@@ -61,18 +63,19 @@ static size_t meta_pages_in(const Arena* a, size_t bytes) {
 }
 
 // Makes descriptors meta[0, n) read-write.
-static bool commit_meta(Arena* a, size_t n) {
+bool PageHeap::commit_meta(Arena* a, size_t n) {
+  RM_NEEDS_LOCK();
   if (n > a->npages) n = a->npages;
   if (n <= a->meta_pages) return true;
   size_t have = meta_commit_bytes(a, a->meta_pages);
   size_t want = meta_commit_bytes(a, n);
-  if (want > have && !os::commit(reinterpret_cast<char*>(a) + have, want - have)) return false;
+  if (want > have && !platform_->commit(reinterpret_cast<char*>(a) + have, want - have)) return false;
   a->meta_pages = meta_pages_in(a, want);
   return true;
 }
 
-static Arena* make_arena(size_t bytes, Region region) {
-  void* base = os::reserve_inaccessible(bytes, kArenaGranule);
+Arena* PageHeap::make_arena(size_t bytes, Region region) {
+  void* base = platform_->reserve_inaccessible(bytes, kArenaGranule);
   if (!base) return nullptr;
   size_t npages = bytes >> kPageShift;
   // `back` covers whole map granules even when the arena is smaller (under
@@ -81,13 +84,13 @@ static Arena* make_arena(size_t bytes, Region region) {
   // such address, so a foreign pointer there is reported, never followed.
   size_t back_pages = align_up(bytes, kArenaGranule) >> kPageShift;
   size_t meta_bytes = align_up(meta_offset(back_pages) + npages * sizeof(Span), kPageSize);
-  char* meta = static_cast<char*>(os::reserve_inaccessible(meta_bytes, kPageSize));
+  char* meta = static_cast<char*>(platform_->reserve_inaccessible(meta_bytes, kPageSize));
   // The header, back[] and the first descriptors are read-write from the
   // start; the rest of the descriptors follow the arena's commits.
   size_t first = align_up(meta_offset(back_pages) + sizeof(Span), kPageSize);
-  if (!meta || !os::commit(meta, first)) {
-    if (meta) os::release(meta, meta_bytes);
-    os::release(base, bytes);
+  if (!meta || !platform_->commit(meta, first)) {
+    if (meta) platform_->release(meta, meta_bytes);
+    platform_->release(base, bytes);
     return nullptr;
   }
   Arena* a = reinterpret_cast<Arena*>(meta);
@@ -103,21 +106,22 @@ static Arena* make_arena(size_t bytes, Region region) {
   if (region == kRegionUffd) {
     // The generation first: a registration made with a userfaultfd that
     // is replaced meanwhile is then seen as stale and made again.
-    uint32_t gen = movers::uffd_generation();
-    if (!movers::uffd_register(base, bytes)) {
-      os::release(base, bytes);
-      os::release(meta, meta_bytes);
+    uint32_t gen = platform_->uffd_generation();
+    if (!platform_->uffd_register(base, bytes)) {
+      platform_->release(base, bytes);
+      platform_->release(meta, meta_bytes);
       return nullptr;
     }
     a->uffd_gen = gen;
   }
   // The arena, and the metadata in two (read-write, inaccessible); the
   // arena's first commit splits it in two as well.
-  vma::note_added(4);
+  platform_->vma_note_added(4);
   return a;
 }
 
-bool commit_locked(Arena* a, size_t end) {
+bool PageHeap::commit_locked(Arena* a, size_t end) {
+  RM_NEEDS_LOCK();
   if (end <= a->committed) return true;
   size_t want = align_up(end, kCommitStep);
   if (want > a->npages) want = a->npages;
@@ -125,12 +129,13 @@ bool commit_locked(Arena* a, size_t end) {
   // there is written when the pages below are carved.
   if (!commit_meta(a, want + 1)) return false;
   char* from = reinterpret_cast<char*>(a->base + (a->committed << kPageShift));
-  if (!os::commit(from, (want - a->committed) << kPageShift)) return false;
+  if (!platform_->commit(from, (want - a->committed) << kPageShift)) return false;
   a->committed = want;
   return true;
 }
 
-Arena* new_arena_locked(size_t npages, size_t align_pages, Region region) {
+Arena* PageHeap::new_arena_locked(size_t npages, size_t align_pages, Region region) {
+  RM_NEEDS_LOCK();
   size_t need = (npages + (align_pages > 1 ? align_pages : 0)) << kPageShift;
   if (need >> kPageShift != npages + (align_pages > 1 ? align_pages : 0)) return nullptr;
   // Arenas are whole map granules (64 MiB) unless address space is short:
@@ -140,7 +145,7 @@ Arena* new_arena_locked(size_t npages, size_t align_pages, Region region) {
   size_t granule_bytes = align_up(need, kArenaGranule);
   // Room to grow: big blocks get an arena several times their size, so they
   // can grow in place; address space is cheap, VMAs and copies are not.
-  size_t want = g_config.arena_bytes;
+  size_t want = config_.arena_bytes;
   if (need >= want / 4) want = align_up(need * 4, kArenaGranule);
   if (want < granule_bytes) want = granule_bytes;
   Arena* a = nullptr;
@@ -157,34 +162,60 @@ Arena* new_arena_locked(size_t npages, size_t align_pages, Region region) {
   }
   if (!a) return nullptr;
   for (uintptr_t p = a->base; p < a->base + a->bytes(); p += kArenaGranule) {
-    if (!leaf_for(p)) {
+    if (!leaf_for(p, &meta_bytes_)) {
       for (uintptr_t q = a->base; q < p; q += kArenaGranule) set_map_entry(q, nullptr);
-      os::release(reinterpret_cast<void*>(a->base), a->bytes());
-      os::release(a, a->meta_bytes);
+      platform_->release(reinterpret_cast<void*>(a->base), a->bytes());
+      platform_->release(a, a->meta_bytes);
       return nullptr;
     }
     set_map_entry(p, a);
   }
-  a->next_arena = g_arenas;
-  g_arenas = a;
-  g_arena_count++;
-  g_mapped_bytes += a->bytes();
-  g_meta_bytes += a->meta_bytes;
+  a->next_arena = arenas_;
+  arenas_ = a;
+  arena_count_++;
+  mapped_bytes_ += a->bytes();
+  meta_bytes_ += a->meta_bytes;
   // The whole arena is one clean free run.
-  free_runs::make_run(a, 0, a->npages, 0, 0, 0, 0);
+  make_run(a, 0, a->npages, 0, 0, 0, 0);
   return a;
 }
 
-size_t map_resident_locked() {
+// Takes arena a out of the map and gives its address space back.
+void PageHeap::unmap_arena(Arena* a) {
+  for (uintptr_t p = a->base; p < a->base + a->bytes(); p += kArenaGranule)
+    if (map_entry(p) == a) set_map_entry(p, nullptr);
+  platform_->release(reinterpret_cast<void*>(a->base), a->bytes());
+  platform_->release(a, a->meta_bytes);
+}
+
+void PageHeap::release_all() {
+  LockGuard g(lock_);
+  while (Arena* a = arenas_) {
+    arenas_ = a->next_arena;
+    unmap_arena(a);
+  }
+  arena_count_ = mapped_bytes_ = meta_bytes_ = 0;
+  large_live_ = large_bytes_ = slab_bytes_ = slabs_ = peak_bytes_ = 0;
+  for (BinSet& b : bins_) b = BinSet{};
+  free_bytes_ = dirty_bytes_ = 0;
+  lru_.reset();
+  split_.reset();
+  heal_min_ = 1;
+  next_purge_ns_ = ~uint64_t{0};
+  platform_->vma_note_changed();
+}
+
+size_t map_resident() {
   size_t n = os::resident_in(&g_arena_map, sizeof g_arena_map);
   for (size_t r = 0; r < kMapRootSize; r++)
     if (g_arena_map.leaf[r] != g_empty_leaf) n += os::resident_in(g_arena_map.leaf[r], kMapLeafSize * sizeof(Arena*));
   return n;
 }
 
-size_t trim_reservations_locked() {
+size_t PageHeap::trim_reservations_locked() {
+  RM_NEEDS_LOCK();
   size_t released = 0;
-  for (Arena* a = g_arenas; a; a = a->next_arena) {
+  for (Arena* a = arenas_; a; a = a->next_arena) {
     // The free run that ends the arena (every page at or above the commit
     // mark is free, so there is one unless the arena is committed whole
     // and full to its end).
@@ -203,7 +234,7 @@ size_t trim_reservations_locked() {
     uint8_t flags = f->flags;
     uint64_t t = f->free_ns;
     size_t lo = f->maint_lo, hi = f->maint_hi;
-    free_runs::unlink_run(f);
+    unlink_run(f);
     size_t old_pages = a->npages;
     // Entries of back[] past the new end that a lookup may still read
     // (those of the granule the new end lies in) must lead to meta[0].
@@ -215,25 +246,26 @@ size_t trim_reservations_locked() {
     a->npages = keep;
     if (a->committed > keep) a->committed = keep;
     if (a->meta_pages > keep) a->meta_pages = keep;
-    if (first < keep) free_runs::make_run(a, first, keep - first, flags, t, lo, hi > keep ? keep : hi);
-    os::release(reinterpret_cast<void*>(a->base + (keep << kPageShift)), (old_pages - keep) << kPageShift);
+    if (first < keep) make_run(a, first, keep - first, flags, t, lo, hi > keep ? keep : hi);
+    platform_->release(reinterpret_cast<void*>(a->base + (keep << kPageShift)), (old_pages - keep) << kPageShift);
     size_t meta_keep = meta_commit_bytes(a, keep);
     if (meta_keep < a->meta_bytes) {
-      os::release(reinterpret_cast<char*>(a) + meta_keep, a->meta_bytes - meta_keep);
-      g_meta_bytes -= a->meta_bytes - meta_keep;
+      platform_->release(reinterpret_cast<char*>(a) + meta_keep, a->meta_bytes - meta_keep);
+      meta_bytes_ -= a->meta_bytes - meta_keep;
       released += a->meta_bytes - meta_keep;
       a->meta_bytes = meta_keep;
     }
-    g_mapped_bytes -= (old_pages - keep) << kPageShift;
+    mapped_bytes_ -= (old_pages - keep) << kPageShift;
     released += (old_pages - keep) << kPageShift;
   }
-  vma::note_changed();
+  platform_->vma_note_changed();
   return released;
 }
 
-void validate_arenas_locked(ArenaTally* t) {
+void PageHeap::validate_arenas_locked(ArenaTally* t) {
+  RM_NEEDS_LOCK();
   size_t count = 0, mapped = 0;
-  for (Arena* a = g_arenas; a; a = a->next_arena) {
+  for (Arena* a = arenas_; a; a = a->next_arena) {
     count++;
     mapped += a->bytes();
     if (a->base & (kArenaGranule - 1)) fatal("arena: base not aligned to the map granule", reinterpret_cast<void*>(a->base));
@@ -273,7 +305,7 @@ void validate_arenas_locked(ArenaTally* t) {
       idx += s->npages;
     }
   }
-  if (count != g_arena_count || mapped != g_mapped_bytes) fatal("arena: arena count or bytes do not add up", nullptr);
+  if (count != arena_count_ || mapped != mapped_bytes_) fatal("arena: arena count or bytes do not add up", nullptr);
 }
 
 void validate_span(const Span* s, bool owner) {

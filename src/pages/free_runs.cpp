@@ -1,20 +1,10 @@
-// page heap: free runs in bins, coalescing, searches (see free_runs.h).
-#include "pages/free_runs.h"
+// page heap: free runs in bins, coalescing, searches (PageHeap's free-run
+// functions; their invariants are written in internal.h). This part of the
+// PageHeap owns the byte totals of free runs; purge.cpp owns the lists of
+// dirty and split runs, which make_run()/unlink_run() keep in step.
+#include "pages/internal.h"
 
-#include "pages/purge.h"
-
-namespace remalloc::pages::free_runs {
-
-constexpr size_t kExactBins = 128;
-constexpr size_t kBins = kExactBins + 4 * 40;
-
-struct BinSet {
-  Span* head[kBins];
-  uint64_t nonempty[(kBins + 63) / 64];  // bit i set iff head[i] != nullptr
-};
-static BinSet g_bins[kNumRegions];
-static size_t g_free_bytes;   // sum of the bytes of every free run
-static size_t g_dirty_bytes;  // sum of the dirty hulls of every free run
+namespace remalloc::pages {
 
 static size_t bin_of(size_t n) {
   if (n <= kExactBins) return n - 1;
@@ -23,29 +13,21 @@ static size_t bin_of(size_t n) {
   return kExactBins + size_t(l - 7) * 4 + sub;
 }
 
-static void bin_insert(Span* f, Region r) {
-  BinSet& b = g_bins[r];
+void PageHeap::bin_insert(Span* f, Region r) {
+  BinSet& b = bins_[r];
   size_t i = bin_of(f->npages);
-  f->prev = nullptr;
-  f->next = b.head[i];
-  if (f->next) f->next->prev = f;
-  b.head[i] = f;
+  b.head[i].push_front(f);
   b.nonempty[i / 64] |= uint64_t{1} << (i % 64);
   f->in_list = uint8_t(1 + r);
 }
 
-static void bin_remove(Span* f) {
+void PageHeap::bin_remove(Span* f) {
   if (!f->in_list) return;
-  BinSet& b = g_bins[f->in_list - 1];
+  BinSet& b = bins_[f->in_list - 1];
   size_t i = bin_of(f->npages);
-  if (f->prev)
-    f->prev->next = f->next;
-  else
-    b.head[i] = f->next;
-  if (f->next) f->next->prev = f->prev;
-  if (!b.head[i]) b.nonempty[i / 64] &= ~(uint64_t{1} << (i % 64));
+  b.head[i].remove(f);
+  if (b.head[i].empty()) b.nonempty[i / 64] &= ~(uint64_t{1} << (i % 64));
   f->in_list = 0;
-  f->next = f->prev = nullptr;
 }
 
 static size_t hull_bytes(const Span* f) {
@@ -61,27 +43,32 @@ static void clear_descriptor(Span* s) {
   s->on_split = 0;
 }
 
-void unlink_run(Span* f) {
+void PageHeap::unlink_run(Span* f) {
+  RM_NEEDS_LOCK();
   RM_ASSERT_INTERNAL(f->kind == kSpanFree);
   bin_remove(f);
-  purging::untrack(f);
-  g_free_bytes -= f->bytes();
-  g_dirty_bytes -= hull_bytes(f);
+  untrack(f);
+  RM_ASSERT_INTERNAL(free_bytes_ >= f->bytes() && dirty_bytes_ >= hull_bytes(f));
+  free_bytes_ -= f->bytes();
+  dirty_bytes_ -= hull_bytes(f);
   clear_descriptor(f);
 }
 
-void mark_clean(Span* f) {
-  g_dirty_bytes -= hull_bytes(f);
+void PageHeap::mark_clean(Span* f) {
+  RM_NEEDS_LOCK();
+  RM_ASSERT_INTERNAL(f->kind == kSpanFree);
+  dirty_bytes_ -= hull_bytes(f);
   f->flags &= uint8_t(~kFreeDirty);
   f->maint_lo = f->maint_hi = index_of(f->arena, f);
 }
 
-void shrink_hull(Span* f, size_t lo, size_t hi) {
+void PageHeap::shrink_hull(Span* f, size_t lo, size_t hi) {
+  RM_NEEDS_LOCK();
   RM_ASSERT_INTERNAL((f->flags & kFreeDirty) && lo >= f->maint_lo && hi <= f->maint_hi && lo < hi);
-  g_dirty_bytes -= hull_bytes(f);
+  dirty_bytes_ -= hull_bytes(f);
   f->maint_lo = lo;
   f->maint_hi = hi;
-  g_dirty_bytes += hull_bytes(f);
+  dirty_bytes_ += hull_bytes(f);
 }
 
 // The free run ending right before page idx, or nullptr. back[] of the
@@ -98,7 +85,7 @@ static Span* run_before(Arena* a, size_t idx) {
   return nullptr;
 }
 
-Span* run_at(Arena* a, size_t idx) {
+Span* PageHeap::run_at(Arena* a, size_t idx) {
   if (idx >= a->npages) return nullptr;
   Span* f = &a->meta[idx];
   if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree &&
@@ -107,8 +94,9 @@ Span* run_at(Arena* a, size_t idx) {
   return nullptr;
 }
 
-Span* make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t lo, size_t hi) {
-  RM_ASSERT_INTERNAL(n > 0 && idx + n <= a->npages);
+Span* PageHeap::make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t lo, size_t hi) {
+  RM_NEEDS_LOCK();
+  RM_ASSERT(n > 0 && idx + n <= a->npages);
   Span* f = &a->meta[idx];
   // Clip the hull to the run.
   if (lo < idx) lo = idx;
@@ -130,13 +118,15 @@ Span* make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t
   a->back[idx] = uint32_t(idx);
   a->back[idx + n - 1] = uint32_t(idx);
   bin_insert(f, Region(a->region));
-  purging::track(f);
-  g_free_bytes += f->bytes();
-  g_dirty_bytes += hull_bytes(f);
+  track(f);
+  free_bytes_ += f->bytes();
+  dirty_bytes_ += hull_bytes(f);
   return f;
 }
 
-Span* put(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now) {
+Span* PageHeap::put(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t now) {
+  RM_NEEDS_LOCK();
+  RM_ASSERT(n > 0 && idx + n <= a->npages);
   size_t lo = idx, hi = idx + n;  // hull of dirty pages
   if (!(flags & kFreeDirty)) lo = hi = 0;
   auto absorb = [&](Span* o) {
@@ -181,8 +171,10 @@ static bool fits(const Span* f, size_t npages, size_t align, size_t phase, size_
   return true;
 }
 
-Span* find(size_t npages, size_t align, size_t phase, Region region, size_t min_run, size_t* skip) {
-  BinSet& b = g_bins[region];
+Span* PageHeap::find(size_t npages, size_t align, size_t phase, Region region, size_t min_run, size_t* skip) {
+  RM_NEEDS_LOCK();
+  RM_ASSERT_INTERNAL(npages > 0 && is_pow2(align));
+  BinSet& b = bins_[region];
   size_t want = npages > min_run ? npages : min_run;
   size_t i = bin_of(want);
   // The first bin may hold runs smaller than asked; later bins never do.
@@ -196,7 +188,7 @@ Span* find(size_t npages, size_t align, size_t phase, Region region, size_t min_
     i += size_t(__builtin_ctzll(word));
     if (i >= kBins) break;
     int budget = 16;
-    for (Span* f = b.head[i]; f && budget--; f = f->next) {
+    for (Span* f = b.head[i].front(); f && budget--; f = BinList::next(f)) {
       if (f->npages >= want && fits(f, npages, align, phase, skip)) return f;
     }
     i++;
@@ -204,7 +196,9 @@ Span* find(size_t npages, size_t align, size_t phase, Region region, size_t min_
   return nullptr;
 }
 
-Span* carve(Span* f, size_t skip, size_t npages) {
+Span* PageHeap::carve(Span* f, size_t skip, size_t npages) {
+  RM_NEEDS_LOCK();
+  RM_ASSERT_INTERNAL(f->kind == kSpanFree && npages > 0);
   Arena* a = f->arena;
   size_t idx = index_of(a, f);
   size_t total = f->npages;
@@ -230,22 +224,23 @@ Span* carve(Span* f, size_t skip, size_t npages) {
   return s;
 }
 
-size_t free_bytes() { return g_free_bytes; }
-size_t dirty_bytes() { return g_dirty_bytes; }
-
-size_t validate_locked() {
+size_t PageHeap::validate_runs_locked() {
+  RM_NEEDS_LOCK();
   size_t runs = 0, bytes = 0, dirty = 0;
   for (int r = 0; r < kNumRegions; r++) {
-    const BinSet& b = g_bins[r];
+    const BinSet& b = bins_[r];
     for (size_t i = 0; i < kBins; i++) {
       bool bit = (b.nonempty[i / 64] >> (i % 64)) & 1;
-      if (bit != (b.head[i] != nullptr)) fatal("free runs: bin bitmap disagrees with bin", b.head[i]);
-      const Span* prev = nullptr;
-      for (const Span* f = b.head[i]; f; prev = f, f = f->next) {
+      if (bit != !b.head[i].empty()) fatal("free runs: bin bitmap disagrees with bin", b.head[i].front());
+      auto error = [](const char* what, const void* at) {
+        // The list's own message names the broken link.
+        (void)what;
+        fatal("free runs: broken bin links", at);
+      };
+      b.head[i].validate(error, [&](const Span* f) {
         const Arena* a = f->arena;
         size_t idx = index_of(a, f);
         if (f->kind != kSpanFree) fatal("free runs: a binned run is not free", f);
-        if (f->prev != prev) fatal("free runs: broken bin links", f);
         if (bin_of(f->npages) != i || f->in_list != 1 + r || a->region != r)
           fatal("free runs: run in the wrong bin", reinterpret_cast<void*>(f->start));
         if (f->start != a->base + (idx << kPageShift) || idx + f->npages > a->npages)
@@ -262,12 +257,12 @@ size_t validate_locked() {
         runs++;
         bytes += f->bytes();
         dirty += hull_bytes(f);
-      }
+      });
     }
   }
-  if (bytes != g_free_bytes) fatal("free runs: free byte total does not add up", nullptr);
-  if (dirty != g_dirty_bytes) fatal("free runs: dirty byte total does not add up", nullptr);
+  if (bytes != free_bytes_) fatal("free runs: free byte total does not add up", nullptr);
+  if (dirty != dirty_bytes_) fatal("free runs: dirty byte total does not add up", nullptr);
   return runs;
 }
 
-}  // namespace remalloc::pages::free_runs
+}  // namespace remalloc::pages

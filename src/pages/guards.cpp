@@ -17,15 +17,16 @@ uintptr_t g_link_key = 0;
 
 size_t guard_tail_pages_slow() { return os::guards_available() ? 1 : 0; }
 
-void guard_install_tail(Span* s) {
+void PageHeap::guard_install_tail(Span* s) {
   if (!guard_tail_pages()) return;
+  RM_ASSERT(s->npages > guard_tail_pages());
   // A failure (ENOMEM for page tables) leaves the page unguarded: harmless.
-  os::guard_install(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize);
+  platform_->guard_install(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize);
 }
 
-void guard_remove_tail(Span* s) {
+void PageHeap::guard_remove_tail(Span* s) {
   if (!guard_tail_pages()) return;
-  os::guard_remove(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize);
+  platform_->guard_remove(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize);
 }
 
 }  // namespace remalloc::pages

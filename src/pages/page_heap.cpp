@@ -1,64 +1,47 @@
-// page heap: the lock, allocation and free of spans (slabs and large
-// blocks), all accounting of bytes held for blocks, the primitives the
-// relocation engine uses, statistics and the validator.
+// page heap: allocation and free of spans (slabs and large blocks), all
+// accounting of bytes held for blocks, the primitives the relocation engine
+// uses, statistics and the validator; the process-wide instance and the
+// free functions of page_heap.h that forward to it.
 //
 // Accounting invariant (validate checks it against the arenas):
 //   mapped = large_bytes + slab_bytes + free_bytes
 // where large_bytes counts live large blocks and those in threads' reuse
 // caches (kSpanCached), slab_bytes every slab, free_bytes every free run.
-#include "pages/free_runs.h"
 #include "pages/internal.h"
-#include "pages/purge.h"
 #include "platform/os.h"
-#include "platform/vma.h"
 
 namespace remalloc::pages {
 
-Config g_config;
-Mutex g_lock;
-std::atomic<size_t> g_counters[kNumCounters];
-
-static size_t g_large_live;   // live large blocks (cached ones included)
-static size_t g_large_bytes;  // their bytes
-static size_t g_slab_bytes;   // bytes of all slabs
-static size_t g_slabs;        // number of slabs
-static size_t g_peak_bytes;   // peak of g_large_bytes + g_slab_bytes
-static size_t g_huge_blocks;  // live blocks with kLargeHugeAdv
-static size_t g_huge_bytes;   // the bytes of their advised interiors
+// The process-wide instance, on the real platform: both constant-
+// initialised (no static constructor), never destroyed.
+static constinit OsPlatform g_os_platform;
+constinit PageHeap g_page_heap{&g_os_platform};
 
 // The checked build validates after every `kValidateEvery` page-heap
 // operations (every one would make the suite quadratic in heap size).
-#if REMALLOC_DEBUG >= 3
-static size_t g_ops;
 constexpr size_t kValidateEvery = 64;
-static void validate_locked();
-#define RM_VALIDATE_SOMETIMES() \
-  do {                          \
-    if (++g_ops % kValidateEvery == 0) validate_locked(); \
-  } while (0)
-#else
-#define RM_VALIDATE_SOMETIMES() \
-  do {                          \
-  } while (0)
-#endif
-
-void configure(const Config& c) {
-  LockGuard g(g_lock);
-  g_config = c;
-}
-const Config& config() { return g_config; }
-
-size_t peak_bytes_locked() { return g_peak_bytes; }
-size_t held_bytes_locked() { return g_large_bytes + g_slab_bytes; }
-
-static void note_peak() {
-  size_t live = g_large_bytes + g_slab_bytes;
-  if (live > g_peak_bytes) g_peak_bytes = live;
+RM_INLINE void PageHeap::validate_sometimes() {
+  if constexpr (REMALLOC_DEBUG >= 3) {
+    if (++ops_ % kValidateEvery == 0) validate_locked();
+  }
 }
 
-static void account_large(ptrdiff_t blocks, ptrdiff_t bytes) {
-  g_large_live += size_t(blocks);
-  g_large_bytes += size_t(bytes);
+void PageHeap::configure(const Config& c) {
+  LockGuard g(lock_);
+  config_ = c;
+}
+
+void PageHeap::note_peak() {
+  size_t live = large_bytes_ + slab_bytes_;
+  if (live > peak_bytes_) peak_bytes_ = live;
+}
+
+void PageHeap::account_large(ptrdiff_t blocks, ptrdiff_t bytes) {
+  RM_NEEDS_LOCK();
+  // Accounting never goes below zero.
+  RM_ASSERT_INTERNAL(ptrdiff_t(large_live_) + blocks >= 0 && ptrdiff_t(large_bytes_) + bytes >= 0);
+  large_live_ += size_t(blocks);
+  large_bytes_ += size_t(bytes);
   if (bytes > 0) note_peak();
 }
 
@@ -66,27 +49,29 @@ static void account_large(ptrdiff_t blocks, ptrdiff_t bytes) {
 // allocations reuse resident memory first; realloc destinations
 // (room_after) want clean runs with room to grow, since movers overwrite or
 // clear them.
-static Span* take_run(size_t npages, size_t align, Region region, bool room_after, size_t phase) {
+Span* PageHeap::take_run(size_t npages, size_t align, Region region, bool room_after, size_t phase) {
+  RM_NEEDS_LOCK();
+  RM_ASSERT(npages > 0 && is_pow2(align) && phase < align);
   size_t skip = 0;
   Span* f = nullptr;
-  if (!room_after) f = purging::find_resident(npages, align, phase, region, &skip);
-  if (!f && room_after) f = free_runs::find(npages, align, phase, region, npages * 2, &skip);
-  if (!f) f = free_runs::find(npages, align, phase, region, npages, &skip);
+  if (!room_after) f = find_resident(npages, align, phase, region, &skip);
+  if (!f && room_after) f = find(npages, align, phase, region, npages * 2, &skip);
+  if (!f) f = find(npages, align, phase, region, npages, &skip);
   if (!f) {
     if (new_arena_locked(npages + phase, align, region)) {
-      if (room_after) f = free_runs::find(npages, align, phase, region, npages * 2, &skip);
-      if (!f) f = free_runs::find(npages, align, phase, region, npages, &skip);
+      if (room_after) f = find(npages, align, phase, region, npages * 2, &skip);
+      if (!f) f = find(npages, align, phase, region, npages, &skip);
     } else if (region == kRegionNormal) {
       // Out of address space (RLIMIT_AS): the free runs of arenas registered
       // for uffd moves serve ordinary blocks as well. (Not the other way:
       // a registration would turn off mremap's fast path in a normal arena.)
-      f = free_runs::find(npages, align, phase, kRegionUffd, npages, &skip);
+      f = find(npages, align, phase, kRegionUffd, npages, &skip);
     }
     if (!f) return nullptr;
   }
   // The pages become read-write before anyone can use them.
   if (!commit_locked(f->arena, index_of(f->arena, f) + skip + npages)) return nullptr;
-  return free_runs::carve(f, skip, npages);
+  return carve(f, skip, npages);
 }
 
 // ---- the huge page policy ---------------------------------------------------
@@ -112,28 +97,29 @@ static void huge_interior(const Span* s, size_t pages, uintptr_t* lo, uintptr_t*
   if (*hi < *lo) *hi = *lo;
 }
 
-static bool huge_policy_applies(const Span* s) {
-  return g_config.hugepage && s->arena->region == kRegionNormal &&
-         block_bytes(s) >= g_config.hugepage_threshold;
+bool PageHeap::huge_policy_applies(const Span* s) const {
+  return config_.hugepage && s->arena->region == kRegionNormal &&
+         block_bytes(s) >= config_.hugepage_threshold;
 }
 
 // Advises the interior of s (the lock held), or the part of it above
 // `from` (bytes already advised end there).
-static void huge_advise_locked(Span* s, uintptr_t from) {
+void PageHeap::huge_advise_locked(Span* s, uintptr_t from) {
+  RM_NEEDS_LOCK();
   if (!huge_policy_applies(s)) return;
   uintptr_t lo, hi;
   huge_interior(s, s->npages, &lo, &hi);
   if (from > lo) lo = from;
   if (lo >= hi) return;
   bool first = !(s->flags & kLargeHugeAdv);
-  if (first && !vma::can_add(2)) return;  // the VMA budget comes first
-  if (!os::advise_hugepage(reinterpret_cast<void*>(lo), hi - lo, true)) return;
+  if (first && !platform_->vma_can_add(2)) return;  // the VMA budget comes first
+  if (!platform_->advise_hugepage(reinterpret_cast<void*>(lo), hi - lo, true)) return;
   if (first) {
     s->flags |= kLargeHugeAdv | kLargeMovedIn;
-    vma::note_added(2);
-    g_huge_blocks++;
+    platform_->vma_note_added(2);
+    huge_blocks_++;
   }
-  g_huge_bytes += hi - lo;
+  huge_bytes_ += hi - lo;
 }
 
 // The bytes of s's interior that the advice covers (for the accounting).
@@ -144,10 +130,12 @@ static size_t huge_advised_bytes(const Span* s) {
   return hi - lo;
 }
 
-static void huge_forget_locked(Span* s) {
+void PageHeap::huge_forget_locked(Span* s) {
+  RM_NEEDS_LOCK();
   if (!(s->flags & kLargeHugeAdv)) return;
-  g_huge_blocks--;
-  g_huge_bytes -= huge_advised_bytes(s);
+  RM_ASSERT_INTERNAL(huge_blocks_ > 0 && huge_bytes_ >= huge_advised_bytes(s));
+  huge_blocks_--;
+  huge_bytes_ -= huge_advised_bytes(s);
 }
 
 // A shrink of a block that may hold huge pages to `pages` keeps the
@@ -164,22 +152,25 @@ static size_t huge_keep_pages(const Span* s, size_t pages) {
   return keep < s->npages ? keep : s->npages;
 }
 
-static void init_large(Span* s, size_t npages, size_t requested, uint8_t run_flags) {
+void PageHeap::init_large(Span* s, size_t npages, size_t requested, uint8_t run_flags) {
+  RM_ASSERT_INTERNAL(s->kind == kSpanNone && s->npages == npages);
   s->kind = kSpanLarge;
   s->npages = npages;
   s->requested = requested;
   s->flags = (run_flags & kFreeSplit) ? kLargeMovedIn : 0;
 }
 
-Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zeroed) {
-  bool huge = (npages << kPageShift) >= g_config.huge_threshold;
+Span* PageHeap::alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zeroed) {
+  RM_ASSERT(npages > 0 && is_pow2(align_pages) && requested <= (npages << kPageShift));
+  bool huge = (npages << kPageShift) >= config_.huge_threshold;
   if (huge && align_pages < (kHugePageSize >> kPageShift)) align_pages = kHugePageSize >> kPageShift;
-  LockGuard g(g_lock);
+  LockGuard g(lock_);
   // Take the pages first, then purge: the block may reuse resident pages
   // that the cap or the decay would otherwise purge just before.
   Span* s = take_run(npages, align_pages, kRegionNormal, false, 0);
-  purging::maybe_purge(os::now_ns(), npages);
+  maybe_purge(platform_->now_ns(), npages);
   if (!s) return nullptr;
+  RM_ASSERT_INTERNAL((s->start & ((align_pages << kPageShift) - 1)) == 0);
   if (zeroed) *zeroed = !(s->flags & kFreeDirty);
   uint8_t run_flags = s->flags;
   init_large(s, npages, requested, s->flags);
@@ -192,47 +183,50 @@ Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zer
   if (!(run_flags & kFreeHuge) && huge_policy_applies(s)) {
     uintptr_t lo, hi;
     huge_interior(s, s->npages, &lo, &hi);
-    if (lo < hi) os::remap_fresh(reinterpret_cast<void*>(lo), hi - lo);
+    if (lo < hi) platform_->remap_fresh(reinterpret_cast<void*>(lo), hi - lo);
   }
   huge_advise_locked(s, 0);
   account_large(1, ptrdiff_t(s->bytes()));
-  RM_VALIDATE_SOMETIMES();
+  validate_sometimes();
   return s;
 }
 
-Span* alloc_slab(size_t npages) {
-  LockGuard g(g_lock);
+Span* PageHeap::alloc_slab(size_t npages) {
+  RM_ASSERT(npages > 0);
+  LockGuard g(lock_);
   Span* s = take_run(npages, 1, kRegionNormal, false, 0);
-  purging::maybe_purge(os::now_ns(), npages);
+  maybe_purge(platform_->now_ns(), npages);
   if (!s) return nullptr;
   Arena* a = s->arena;
   size_t idx = index_of(a, s);
   for (size_t i = 1; i < npages; i++) a->back[idx + i] = uint32_t(idx);
   s->kind = kSpanSlab;
   s->flags = 0;
-  g_slabs++;
-  g_slab_bytes += s->bytes();
+  slabs_++;
+  slab_bytes_ += s->bytes();
   note_peak();
-  RM_VALIDATE_SOMETIMES();
+  validate_sometimes();
   return s;
 }
 
 // Returns the pages of span s (already off the books) to the free pool.
-static void give_back(Span* s, uint8_t flags, uint64_t now) {
+void PageHeap::give_back(Span* s, uint8_t flags, uint64_t now) {
+  RM_NEEDS_LOCK();
   Arena* a = s->arena;
   size_t idx = index_of(a, s);
   size_t n = s->npages;
   s->kind = kSpanNone;
   s->flags = 0;
-  Span* f = free_runs::put(a, idx, n, flags, now);
-  purging::after_put(f, n, now);
+  Span* f = put(a, idx, n, flags, now);
+  after_put(f, n, now);
 }
 
-void free_span(Span* s) {
-  LockGuard g(g_lock);
+void PageHeap::free_span(Span* s) {
+  LockGuard g(lock_);
   RM_ASSERT(s->kind == kSpanLarge || s->kind == kSpanSlab);
+  RM_ASSERT_INTERNAL(s->arena && s->arena->back[index_of(s->arena, s)] == index_of(s->arena, s));
   if constexpr (kSecure) guard_remove_tail(s);  // guards.cpp
-  uint64_t now = os::now_ns();
+  uint64_t now = platform_->now_ns();
   uint8_t flags = kFreeDirty;
   if (s->kind == kSpanLarge) {
     account_large(-1, -ptrdiff_t(s->bytes()));
@@ -241,8 +235,9 @@ void free_span(Span* s) {
     huge_forget_locked(s);
   } else {
     RM_ASSERT(s->slab_bytes == 0 && s->heap == nullptr);  // the small heap let go of it
-    g_slabs--;
-    g_slab_bytes -= s->bytes();
+    RM_ASSERT_INTERNAL(slabs_ > 0 && slab_bytes_ >= s->bytes());
+    slabs_--;
+    slab_bytes_ -= s->bytes();
   }
   size_t npages = s->npages;
   give_back(s, flags, now);
@@ -250,14 +245,14 @@ void free_span(Span* s) {
   // pages it gave back, so they go back at once. Otherwise not: a larger
   // share purges runs that the next allocation would have reused
   // (hugechurn: 53.5k page faults instead of 40.6k).
-  purging::maybe_purge(now, g_config.purge_delay_ns == 0 ? npages : 0);
-  RM_VALIDATE_SOMETIMES();
+  maybe_purge(now, config_.purge_delay_ns == 0 ? npages : 0);
+  validate_sometimes();
 }
 
 // ---- primitives of the relocation engine ----------------------------------
-bool resize_in_place(Span* s, size_t new_pages, size_t new_size) {
-  LockGuard g(g_lock);
-  RM_ASSERT_INTERNAL(s->kind == kSpanLarge);
+bool PageHeap::resize_in_place(Span* s, size_t new_pages, size_t new_size) {
+  LockGuard g(lock_);
+  RM_ASSERT(s->kind == kSpanLarge && new_pages > 0 && new_size <= (new_pages << kPageShift));
   Arena* a = s->arena;
   size_t idx = index_of(a, s);
   if (new_pages < s->npages) {
@@ -266,7 +261,7 @@ bool resize_in_place(Span* s, size_t new_pages, size_t new_size) {
     new_pages = huge_keep_pages(s, new_pages);
     s->requested = new_size;
     if (new_pages == s->npages) {
-      RM_VALIDATE_SOMETIMES();
+      validate_sometimes();
       return true;
     }
     size_t tail = s->npages - new_pages;
@@ -274,23 +269,23 @@ bool resize_in_place(Span* s, size_t new_pages, size_t new_size) {
     huge_forget_locked(s);
     s->npages = new_pages;
     if (huge) {
-      g_huge_blocks++;
-      g_huge_bytes += huge_advised_bytes(s);
+      huge_blocks_++;
+      huge_bytes_ += huge_advised_bytes(s);
     }
     account_large(0, -ptrdiff_t(tail << kPageShift));
     uint8_t flags = kFreeDirty | ((s->flags & kLargeMovedIn) ? kFreeSplit : 0) | (huge ? kFreeHuge : 0);
-    uint64_t now = os::now_ns();
-    Span* f = free_runs::put(a, idx + new_pages, tail, flags, now);
-    purging::after_put(f, tail, now);
-    RM_VALIDATE_SOMETIMES();
+    uint64_t now = platform_->now_ns();
+    Span* f = put(a, idx + new_pages, tail, flags, now);
+    after_put(f, tail, now);
+    validate_sometimes();
     return true;
   }
   // Grow: claim the start of the free run that follows.
-  Span* r = free_runs::run_at(a, idx + s->npages);
+  Span* r = run_at(a, idx + s->npages);
   size_t need = new_pages - s->npages;
   if (!r || r->npages < need) return false;
   if (!commit_locked(a, idx + new_pages)) return false;
-  Span* claimed = free_runs::carve(r, 0, need);
+  Span* claimed = carve(r, 0, need);
   if (claimed->flags & kFreeSplit) s->flags |= kLargeMovedIn;
   claimed->flags = 0;
   uintptr_t advised_end = 0;
@@ -302,12 +297,12 @@ bool resize_in_place(Span* s, size_t new_pages, size_t new_size) {
   s->requested = new_size;
   account_large(0, ptrdiff_t(need << kPageShift));
   huge_advise_locked(s, advised_end);
-  RM_VALIDATE_SOMETIMES();
+  validate_sometimes();
   return true;
 }
 
-Span* take_move_dst(size_t npages, size_t align, size_t phase, Region region, size_t new_size) {
-  LockGuard g(g_lock);
+Span* PageHeap::take_move_dst(size_t npages, size_t align, size_t phase, Region region, size_t new_size) {
+  LockGuard g(lock_);
   Span* d = take_run(npages, align, region, true, phase);
   if (!d) return nullptr;
   init_large(d, npages, new_size, d->flags);
@@ -315,80 +310,80 @@ Span* take_move_dst(size_t npages, size_t align, size_t phase, Region region, si
   return d;
 }
 
-void release_moved(Span* s, bool clean, bool split) {
-  LockGuard g(g_lock);
+void PageHeap::release_moved_locked(Span* s, bool clean, bool split) {
+  RM_NEEDS_LOCK();
+  RM_ASSERT(s->kind == kSpanLarge);
   account_large(-1, -ptrdiff_t(s->bytes()));
   uint8_t flags = (clean ? 0 : kFreeDirty) | (split || (s->flags & kLargeMovedIn) ? kFreeSplit : 0) |
                   ((s->flags & kLargeHugeAdv) ? kFreeHuge : 0);
   huge_forget_locked(s);
-  give_back(s, flags, os::now_ns());
-  RM_VALIDATE_SOMETIMES();
+  give_back(s, flags, platform_->now_ns());
+  validate_sometimes();
 }
 
-void moved_in(Span* d, bool remapped) {
-  LockGuard g(g_lock);
-  if (remapped) d->flags |= kLargeMovedIn;
+void PageHeap::release_moved(Span* s, bool clean, bool split) {
+  LockGuard g(lock_);
+  release_moved_locked(s, clean, split);
+}
+
+void PageHeap::finish_move(Span* src, Span* dst, bool src_clean, bool remapped) {
+  LockGuard g(lock_);
+  RM_ASSERT(dst->kind == kSpanLarge && dst->npages >= src->npages);
+  // dst's flags are the page heap's (the span contract): written here,
+  // under the lock, not by the engine while it holds none.
+  if (remapped) dst->flags |= kLargeMovedIn;
   // The pages arrived (by mremap with the source's VMA flags, or by
   // UFFDIO_MOVE or a copy into the arena's own VMA): the interior gets
   // the advice now, the part a remapped interior already had included.
-  huge_advise_locked(d, 0);
+  huge_advise_locked(dst, 0);
+  release_moved_locked(src, src_clean, remapped);
 }
 
 // ---- purge, fork, statistics -----------------------------------------------
-size_t purge(bool all) {
-  LockGuard g(g_lock);
-  size_t before = purging::purged_bytes();
+size_t PageHeap::purge(bool all) {
+  LockGuard g(lock_);
+  size_t before = purged_bytes_;
   if (all)
-    purging::purge_all();
+    purge_all_locked();
   else
-    purging::maybe_purge(os::now_ns());
-  return purging::purged_bytes() - before;
+    maybe_purge(platform_->now_ns());
+  return purged_bytes_ - before;
 }
 
-size_t trim_reservations() {
-  LockGuard g(g_lock);
+size_t PageHeap::trim_reservations() {
+  LockGuard g(lock_);
   size_t n = trim_reservations_locked();
-  RM_VALIDATE_SOMETIMES();
+  validate_sometimes();
   return n;
 }
 
-uint64_t background_step(uint32_t* seq) {
-  LockGuard g(g_lock);
-  return purging::background_step(os::now_ns(), seq);
-}
-std::atomic<uint32_t>* background_word() { return purging::background_word(); }
-void set_background(bool active) {
-  LockGuard g(g_lock);
-  purging::set_background(active);
-}
-bool purge_work_seen() { return purging::work_seen(); }
-
-void fork_prepare() { g_lock.fork_acquire(); }
-void fork_parent() { g_lock.fork_release(); }
-void fork_child() {
-  g_lock.reset_in_child();
-  purging::background_fork_child();  // the child has no thread
+void PageHeap::fork_child() {
+  lock_.reset_in_child();
+  // The child has no background thread.
+  bg_active_ = false;
+  bg_sleeping_ = false;
+  in_bg_ = false;
 }
 
-void get_stats(Stats* out) {
-  LockGuard g(g_lock);
-  out->mapped = g_mapped_bytes;
-  out->arenas = g_arena_count;
-  out->meta_bytes = g_meta_bytes;
-  out->large_live = g_large_live;
-  out->large_bytes = g_large_bytes;
-  out->slab_bytes = g_slab_bytes;
-  out->slabs = g_slabs;
-  out->peak_bytes = g_peak_bytes;
-  out->free_bytes = free_runs::free_bytes();
-  out->dirty_bytes = free_runs::dirty_bytes();
-  out->purged_bytes = purging::purged_bytes();
-  out->heals = purging::heals();
-  out->split_runs = purging::split_count();
+void PageHeap::get_stats(Stats* out) {
+  LockGuard g(lock_);
+  out->mapped = mapped_bytes_;
+  out->arenas = arena_count_;
+  out->meta_bytes = meta_bytes_;
+  out->large_live = large_live_;
+  out->large_bytes = large_bytes_;
+  out->slab_bytes = slab_bytes_;
+  out->slabs = slabs_;
+  out->peak_bytes = peak_bytes_;
+  out->free_bytes = free_bytes_;
+  out->dirty_bytes = dirty_bytes_;
+  out->purged_bytes = purged_bytes_;
+  out->heals = heals_;
+  out->split_runs = split_.size();
   // Live blocks whose pages arrived by mremap (a walk over the runs: the
   // statistics only).
   size_t moved = 0;
-  for (Arena* a = g_arenas; a; a = a->next_arena)
+  for (Arena* a = arenas_; a; a = a->next_arena)
     for (size_t idx = 0; idx < a->npages && a->meta[idx].npages;) {
       const Span* r = &a->meta[idx];
       uint8_t kind = __atomic_load_n(&r->kind, __ATOMIC_RELAXED);
@@ -396,15 +391,15 @@ void get_stats(Stats* out) {
       idx += r->npages;
     }
   out->moved_blocks = moved;
-  out->huge_blocks = g_huge_blocks;
-  out->huge_bytes = g_huge_bytes;
-  out->bg_purged_bytes = purging::background_purged_bytes();
-  out->bg_heals = purging::background_heals();
-  out->dirty_cap = purging::dirty_cap();
-  size_t meta = map_resident_locked();
-  for (Arena* a = g_arenas; a; a = a->next_arena) meta += os::resident_in(a, a->meta_bytes);
+  out->huge_blocks = huge_blocks_;
+  out->huge_bytes = huge_bytes_;
+  out->bg_purged_bytes = bg_purged_bytes_;
+  out->bg_heals = bg_heals_;
+  out->dirty_cap = dirty_cap();
+  size_t meta = map_resident();
+  for (Arena* a = arenas_; a; a = a->next_arena) meta += os::resident_in(a, a->meta_bytes);
   out->meta_resident = meta;
-  for (int i = 0; i < kNumCounters; i++) out->counters[i] = g_counters[i].load(std::memory_order_relaxed);
+  for (int i = 0; i < kNumCounters; i++) out->counters[i] = counters_[i].load(std::memory_order_relaxed);
 }
 
 static bool in_arenas(uintptr_t lo, uintptr_t hi) {
@@ -412,26 +407,51 @@ static bool in_arenas(uintptr_t lo, uintptr_t hi) {
   return a && lo >= a->base && hi <= a->base + a->bytes();
 }
 
+// The arenas of every instance (those in the arena map); reads a file.
 long huge_backed_bytes() { return os::anon_huge_bytes(in_arenas); }
 
-static void validate_locked() {
+void PageHeap::validate_locked() {
+  RM_NEEDS_LOCK();
   ArenaTally t{};
   validate_arenas_locked(&t);
-  size_t runs = free_runs::validate_locked();
-  purging::validate_locked();
+  size_t runs = validate_runs_locked();
+  validate_purge_locked();
   if (runs != t.free_runs) fatal("page heap: binned free runs differ from the arenas' free runs", nullptr);
-  if (t.free_bytes != free_runs::free_bytes()) fatal("page heap: free bytes differ from the arenas' tally", nullptr);
-  if (t.slab_bytes != g_slab_bytes) fatal("page heap: slab bytes differ from the arenas' tally", nullptr);
-  if (t.large_bytes + t.cached_bytes != g_large_bytes)
+  if (t.free_bytes != free_bytes_) fatal("page heap: free bytes differ from the arenas' tally", nullptr);
+  if (t.slab_bytes != slab_bytes_) fatal("page heap: slab bytes differ from the arenas' tally", nullptr);
+  if (t.large_bytes + t.cached_bytes != large_bytes_)
     fatal("page heap: large bytes differ from the arenas' tally", nullptr);
   // The accounting sum the statistics print.
-  if (g_large_bytes + g_slab_bytes + free_runs::free_bytes() != g_mapped_bytes)
+  if (large_bytes_ + slab_bytes_ + free_bytes_ != mapped_bytes_)
     fatal("page heap: held != live + free runs", nullptr);
 }
 
-void validate() {
-  LockGuard g(g_lock);
+void PageHeap::validate() {
+  LockGuard g(lock_);
   validate_locked();
 }
+
+// ---- page_heap.h: the front door, over the process-wide instance ----------
+void configure(const Config& c) { g_page_heap.configure(c); }
+const Config& config() { return g_page_heap.config(); }
+Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zeroed) {
+  return g_page_heap.alloc_large(npages, align_pages, requested, zeroed);
+}
+Span* alloc_slab(size_t npages) { return g_page_heap.alloc_slab(npages); }
+void free_span(Span* s) { g_page_heap.free_span(s); }
+void* realloc_large(Span* s, size_t new_size) { return g_page_heap.realloc_large(s, new_size); }
+size_t purge(bool all) { return g_page_heap.purge(all); }
+size_t trim_reservations() { return g_page_heap.trim_reservations(); }
+uint64_t background_step(uint32_t* seq) { return g_page_heap.background_step(seq); }
+std::atomic<uint32_t>* background_word() { return g_page_heap.background_word(); }
+void set_background(bool active) { g_page_heap.set_background(active); }
+bool purge_work_seen() { return g_page_heap.purge_work_seen(); }
+void fork_prepare() { g_page_heap.fork_prepare(); }
+void fork_parent() { g_page_heap.fork_parent(); }
+void fork_child() { g_page_heap.fork_child(); }
+void get_stats(Stats* out) { g_page_heap.get_stats(out); }
+void guard_install_tail(Span* s) { g_page_heap.guard_install_tail(s); }
+void guard_remove_tail(Span* s) { g_page_heap.guard_remove_tail(s); }
+void validate() { g_page_heap.validate(); }
 
 }  // namespace remalloc::pages

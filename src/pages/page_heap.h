@@ -3,8 +3,13 @@
 // the checked build's validator. Nothing outside pages/ includes another
 // pages/ header except span.h (the span/slab contract).
 //
-// Thread safety: one mutex guards arenas, free runs, purge lists and the
-// byte accounting (files of pages/ only). Page moves run outside it: the
+// Every function here forwards to the process-wide PageHeap (internal.h),
+// one constant-initialised object that owns the page heap's lock, settings,
+// arenas, free runs, purge lists, accounting and counters, on the real
+// platform. Tests build other instances on a fake platform.
+//
+// Thread safety: each function takes the page heap's lock itself when it
+// needs it; callers hold no page-heap lock. Page moves run outside it: the
 // mover's source and destination runs belong to the caller.
 #pragma once
 #include <cstddef>
@@ -74,7 +79,7 @@ size_t purge(bool all);
 // RLIMIT_MEMLOCK.
 size_t trim_reservations();
 
-// The background thread's side (see purge.h). background_step takes the
+// The background thread's side (purge.cpp). background_step takes the
 // lock for one bounded batch of due work; set_background tells calls to
 // leave the decay to the thread; purge_work_seen says (without the lock)
 // whether a dirty or split run was ever made.

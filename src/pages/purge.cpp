@@ -1,84 +1,32 @@
-// page heap: purging with decay, the dirty cap, healing (see purge.h).
-#include "pages/purge.h"
+// page heap: purging with decay, the dirty cap, healing (PageHeap's purge
+// functions; the lists' invariants are written in internal.h).
+//
+// Bounded work: no allocator call purges more than a fixed budget of pages
+// (plus, past the cap, the pages it gave back or took itself) or heals more
+// than two runs; a large run is purged a slice at a time, from the top of
+// its dirty hull. The rest waits for the next call, or for the background
+// thread (api/background.cpp), which calls background_step() in batches and
+// then, while it runs, is the only one to do the decay and the heals.
+#include "pages/internal.h"
+#include "base/lock.h"
 
-#include "pages/free_runs.h"
-#include "platform/os.h"
-#include "platform/vma.h"
+namespace remalloc::pages {
 
-namespace remalloc::pages::purging {
-
-static Span* g_lru_head;  // newest dirty run
-static Span* g_lru_tail;  // oldest
-static Span* g_split_head;  // free runs whose VMAs page moves may have split, newest first
-static Span* g_split_tail;  // the oldest of them
-static size_t g_split_count;
-// Heal only once this many split runs wait: when live moved blocks hold the
-// VMAs, healing frees nothing, so the threshold doubles after such a heal.
-static size_t g_heal_min = 1;
-static uint64_t g_next_purge_ns = ~uint64_t{0};  // earliest due purge, or never
-static size_t g_purged_bytes;
-static size_t g_heals;
-
-static bool on_lru(const Span* f) { return f->lru_prev || f->lru_next || g_lru_head == f; }
-
-static void lru_remove(Span* f) {
-  if (!on_lru(f)) return;
-  if (f->lru_prev)
-    f->lru_prev->lru_next = f->lru_next;
-  else
-    g_lru_head = f->lru_next;
-  if (f->lru_next)
-    f->lru_next->lru_prev = f->lru_prev;
-  else
-    g_lru_tail = f->lru_prev;
-  f->lru_next = f->lru_prev = nullptr;
-}
-
-static void lru_push(Span* f) {
-  f->lru_prev = nullptr;
-  f->lru_next = g_lru_head;
-  if (g_lru_head) g_lru_head->lru_prev = f;
-  g_lru_head = f;
-  if (!g_lru_tail) g_lru_tail = f;
-}
-
-static void split_push(Span* f) {
-  f->split_prev = nullptr;
-  f->split_next = g_split_head;
-  if (g_split_head) g_split_head->split_prev = f;
-  g_split_head = f;
-  if (!g_split_tail) g_split_tail = f;
-  f->on_split = 1;
-  g_split_count++;
-}
-
-static void split_remove(Span* f) {
-  if (!f->on_split) return;
-  if (f->split_prev)
-    f->split_prev->split_next = f->split_next;
-  else
-    g_split_head = f->split_next;
-  if (f->split_next)
-    f->split_next->split_prev = f->split_prev;
-  else
-    g_split_tail = f->split_prev;
-  f->split_next = f->split_prev = nullptr;
-  f->on_split = 0;
-  g_split_count--;
-}
-
-static void wake_background();
-
-void track(Span* f) {
+void PageHeap::track(Span* f) {
+  RM_NEEDS_LOCK();
   // A new run goes to the head: the list is ordered by the time runs were
   // made, which is close to free_ns (the remainders of a carved run keep
   // its older free_ns), so decay may purge such a remainder a little late.
-  if (f->flags & kFreeDirty) lru_push(f);
-  if (f->flags & kFreeSplit) split_push(f);
+  if (f->flags & kFreeDirty) lru_.push_front(f);
+  if (f->flags & kFreeSplit) {
+    split_.push_front(f);
+    f->on_split = 1;
+  }
   if (f->flags & (kFreeDirty | kFreeSplit)) wake_background();
 }
 
-void untrack(Span* f) {
+void PageHeap::untrack(Span* f) {
+  RM_NEEDS_LOCK();
   lru_remove(f);
   split_remove(f);
 }
@@ -96,17 +44,11 @@ constexpr int kCallHeals = 2;
 constexpr size_t kThreadPages = 4096;  // 16 MiB per lock hold
 constexpr int kThreadRuns = 64;
 
-static bool g_bg_active;    // a background thread does the decay and heals
-static bool g_bg_sleeping;  // it waits for work (wake it when some comes)
-static std::atomic<uint32_t> g_bg_seq{0};
-static size_t g_bg_purged_bytes;
-static size_t g_bg_heals;
-static bool g_in_bg;  // the current purge runs on the background thread
-
 // Gives back the memory of (part of) a free run's dirty hull
 // (MADV_DONTNEED): at most `max_pages` pages, from the top of the hull.
 // Returns the pages purged; the run leaves the decay list once clean.
-static size_t purge_run(Span* f, size_t max_pages = ~size_t{0}) {
+size_t PageHeap::purge_run(Span* f, size_t max_pages) {
+  RM_NEEDS_LOCK();
   if (!(f->flags & kFreeDirty)) {
     lru_remove(f);
     return 0;
@@ -131,66 +73,69 @@ static size_t purge_run(Span* f, size_t max_pages = ~size_t{0}) {
     pages = f->maint_hi - lo;
   }
   size_t len = pages << kPageShift;
-  if (!os::purge(reinterpret_cast<void*>(a->base + (lo << kPageShift)), len)) {
+  if (!platform_->purge(reinterpret_cast<void*>(a->base + (lo << kPageShift)), len)) {
     // madvise refused (mlock'ed pages, say): keep the run dirty but take
     // it off the decay list, so the purge loops end.
     lru_remove(f);
     return charge;  // counts against the budget all the same
   }
-  g_purged_bytes += len;
-  if (g_in_bg) g_bg_purged_bytes += len;
+  purged_bytes_ += len;
+  if (in_bg_) bg_purged_bytes_ += len;
   if (lo == f->maint_lo) {
-    free_runs::mark_clean(f);
+    mark_clean(f);
     lru_remove(f);
   } else {
-    free_runs::shrink_hull(f, f->maint_lo, lo);
+    shrink_hull(f, f->maint_lo, lo);
   }
   return charge;
 }
 
 // Re-maps a split free run fresh (mmap MAP_FIXED), which also purges it, so
 // it merges back into one VMA with its unmoved neighbours.
-static void heal_run(Span* f) {
+void PageHeap::heal_run(Span* f) {
+  RM_NEEDS_LOCK();
+  RM_ASSERT_INTERNAL(f->kind == kSpanFree && f->on_split);
   // Only the committed part: above the mark the arena stays inaccessible
   // (a read-write re-map there would be memory that mlockall populates).
   Arena* a = f->arena;
   uintptr_t mark = a->base + (a->committed << kPageShift);
   size_t len = f->end() <= mark ? f->bytes() : f->start < mark ? mark - f->start : 0;
-  if (!os::remap_fresh(reinterpret_cast<void*>(f->start), len)) {
+  if (!platform_->remap_fresh(reinterpret_cast<void*>(f->start), len)) {
     split_remove(f);  // could not heal: forget it
     return;
   }
   if (f->flags & kFreeDirty) {
     size_t len = (f->maint_hi - f->maint_lo) << kPageShift;
-    g_purged_bytes += len;
-    if (g_in_bg) g_bg_purged_bytes += len;
+    purged_bytes_ += len;
+    if (in_bg_) bg_purged_bytes_ += len;
   }
-  free_runs::mark_clean(f);
+  mark_clean(f);
   f->flags &= uint8_t(~(kFreeSplit | kFreeHuge));  // a fresh mapping: no advice left
   lru_remove(f);
   split_remove(f);
-  g_heals++;
-  if (g_in_bg) g_bg_heals++;
+  heals_++;
+  if (in_bg_) bg_heals_++;
 }
 
 // After the split list drained: recount the process's VMAs, and raise the
 // heal threshold when healing did not bring the estimate down (the VMAs
 // then belong to live moved blocks).
-static void after_heals() {
-  vma::recount();
-  if (vma::estimate() > vma::budget() / 2) {
-    if (g_heal_min < 4096) g_heal_min *= 2;
+void PageHeap::after_heals() {
+  platform_->vma_recount();
+  if (platform_->vma_estimate() > platform_->vma_budget() / 2) {
+    if (heal_min_ < 4096) heal_min_ *= 2;
   } else {
-    g_heal_min = 1;
+    heal_min_ = 1;
   }
 }
 
 // Heals up to `max_runs` split runs, purging the dirty hull of each first
 // when it is larger than `*budget` pages (a heal costs what a purge of its
 // resident pages costs). Returns true when the list drained.
-static bool heal_some(int max_runs, size_t* budget) {
-  while (g_split_head && max_runs-- > 0) {
-    Span* f = g_split_head;
+bool PageHeap::heal_some(int max_runs, size_t* budget) {
+  RM_NEEDS_LOCK();
+  while (!split_.empty() && max_runs-- > 0) {
+    Span* f = split_.front();
     size_t hull = (f->flags & kFreeDirty) ? f->maint_hi - f->maint_lo : 0;
     if (hull > *budget) {
       if (*budget) *budget -= purge_run(f, *budget);
@@ -199,66 +144,68 @@ static bool heal_some(int max_runs, size_t* budget) {
     *budget -= hull;
     heal_run(f);
   }
-  if (g_split_head) return false;
+  if (!split_.empty()) return false;
   after_heals();
   return true;
 }
 
-static bool heal_due() { return g_split_count >= g_heal_min && vma::estimate() > vma::budget() / 2; }
+bool PageHeap::heal_due() {
+  return split_.size() >= heal_min_ && platform_->vma_estimate() > platform_->vma_budget() / 2;
+}
 
-bool heal_for_budget() {
+bool PageHeap::heal_for_budget() {
   // The relocation engine needs VMAs now: heal everything (rare; each heal
   // is one system call).
-  LockGuard g(g_lock);
-  if (!g_split_count || g_split_count < g_heal_min) return false;
-  while (g_split_head) heal_run(g_split_head);
+  LockGuard g(lock_);
+  if (split_.empty() || split_.size() < heal_min_) return false;
+  while (!split_.empty()) heal_run(split_.front());
   after_heals();
   return true;
 }
 
-static void rearm() {
-  g_next_purge_ns = g_lru_tail ? g_lru_tail->free_ns + g_config.purge_delay_ns : ~uint64_t{0};
+void PageHeap::rearm() {
+  next_purge_ns_ = !lru_.empty() ? lru_.back()->free_ns + config_.purge_delay_ns : ~uint64_t{0};
 }
 
 // ---- the dirty cap --------------------------------------------------------
-static size_t held_bytes() { return held_bytes_locked(); }
 
 // Bytes of the memory limit that free pages may use: past 7/8 of the limit
 // (room for what is not the heap: code, stacks, the page cache charged to
 // the group), none; below it, half the room left.
-static size_t limit_room() {
-  size_t limit = g_config.memory_limit;
+size_t PageHeap::limit_room() const {
+  size_t limit = config_.memory_limit;
   if (!limit) return ~size_t{0};
   size_t thresh = limit - limit / 8;
-  size_t held = held_bytes();
+  size_t held = held_bytes_locked();
   return thresh > held ? (thresh - held) / 2 : 0;
 }
 
-size_t dirty_cap() {
-  size_t held = held_bytes();
-  size_t cap = g_config.dirty_max;
-  size_t scaled = held / 100 * g_config.dirty_ratio;
+size_t PageHeap::dirty_cap() const {
+  size_t held = held_bytes_locked();
+  size_t cap = config_.dirty_max;
+  size_t scaled = held / 100 * config_.dirty_ratio;
   if (scaled > cap) cap = scaled;
   size_t room = limit_room();
   return cap < room ? cap : room;
 }
 
-bool under_pressure() {
-  size_t limit = g_config.memory_limit;
-  return limit && held_bytes() + free_runs::dirty_bytes() > limit / 2;
+bool PageHeap::under_pressure() const {
+  size_t limit = config_.memory_limit;
+  return limit && held_bytes_locked() + dirty_bytes_ > limit / 2;
 }
 
 // Purges the oldest dirty pages, whatever their age, while the dirty bytes
 // exceed the cap; at most `budget` pages. Returns pages left in the budget.
-static size_t enforce_cap(size_t budget, int runs) {
+size_t PageHeap::enforce_cap(size_t budget, int runs) {
+  RM_NEEDS_LOCK();
   size_t cap = dirty_cap();
-  size_t dirty = free_runs::dirty_bytes();
+  size_t dirty = dirty_bytes_;
   if (dirty <= cap) return budget;
   // Purge down below the cap (an eighth of it, or 1 MiB, lower), so that a
   // program hovering at the cap does not purge a little in every call.
   size_t target = cap - (cap / 8 < (size_t{1} << 20) ? cap / 8 : (size_t{1} << 20));
-  while (g_lru_tail && budget && runs-- > 0 && free_runs::dirty_bytes() > target)
-    budget -= purge_run(g_lru_tail, budget);
+  while (!lru_.empty() && budget && runs-- > 0 && dirty_bytes_ > target)
+    budget -= purge_run(lru_.back(), budget);
   rearm();
   return budget;
 }
@@ -268,10 +215,11 @@ static size_t enforce_cap(size_t budget, int runs) {
 // run's VMAs merge back, so the VMAs that moves split go back to the
 // kernel with the decay, not only when the budget runs short. A dirty run
 // larger than the budget is purged a slice at a time first, like any other.
-static size_t decay_heals(uint64_t now, size_t budget, int runs) {
-  uint64_t delay = g_config.purge_delay_ns;
-  while (g_split_tail && budget && runs-- > 0 && g_split_tail->free_ns + delay <= now) {
-    Span* f = g_split_tail;
+size_t PageHeap::decay_heals(uint64_t now, size_t budget, int runs) {
+  RM_NEEDS_LOCK();
+  uint64_t delay = config_.purge_delay_ns;
+  while (!split_.empty() && budget && runs-- > 0 && split_.back()->free_ns + delay <= now) {
+    Span* f = split_.back();
     size_t hull = (f->flags & kFreeDirty) ? f->maint_hi - f->maint_lo : 0;
     if (hull > budget) return budget - purge_run(f, budget);
     budget -= hull;
@@ -282,11 +230,12 @@ static size_t decay_heals(uint64_t now, size_t budget, int runs) {
 
 // Purges runs whose delay passed, oldest first, within the budget; a run
 // whose VMAs moves split is healed instead.
-static size_t decay(uint64_t now, size_t budget, int runs) {
-  if (now < g_next_purge_ns) return budget;
-  uint64_t delay = g_config.purge_delay_ns;
-  while (g_lru_tail && budget && runs-- > 0 && g_lru_tail->free_ns + delay <= now) {
-    Span* f = g_lru_tail;
+size_t PageHeap::decay(uint64_t now, size_t budget, int runs) {
+  RM_NEEDS_LOCK();
+  if (now < next_purge_ns_) return budget;
+  uint64_t delay = config_.purge_delay_ns;
+  while (!lru_.empty() && budget && runs-- > 0 && lru_.back()->free_ns + delay <= now) {
+    Span* f = lru_.back();
     size_t hull = f->maint_hi - f->maint_lo;
     if (f->on_split && hull <= budget) {
       heal_run(f);
@@ -299,28 +248,30 @@ static size_t decay(uint64_t now, size_t budget, int runs) {
   return budget;
 }
 
-void after_put(Span* f, size_t credit_pages, uint64_t now) {
-  if ((f->flags & kFreeDirty) && g_next_purge_ns == ~uint64_t{0})
-    g_next_purge_ns = now + g_config.purge_delay_ns;
+void PageHeap::after_put(Span* f, size_t credit_pages, uint64_t now) {
+  RM_NEEDS_LOCK();
+  if ((f->flags & kFreeDirty) && next_purge_ns_ == ~uint64_t{0})
+    next_purge_ns_ = now + config_.purge_delay_ns;
   // Past the cap on memory held by free runs, purge the oldest at once
   // instead of waiting, as much as this call gave back plus a fixed budget:
   // the cap holds without any call paying for another's frees.
   size_t budget = enforce_cap(kCallPages + credit_pages, kCallRuns);
   // Past half the VMA budget, heal split runs (a few per call; the
   // background thread, when running, does it).
-  if (!g_bg_active && (f->flags & kFreeSplit) && heal_due()) heal_some(kCallHeals, &budget);
+  if (!bg_active_ && (f->flags & kFreeSplit) && heal_due()) heal_some(kCallHeals, &budget);
 }
 
-void maybe_purge(uint64_t now, size_t credit_pages) {
+void PageHeap::maybe_purge(uint64_t now, size_t credit_pages) {
+  RM_NEEDS_LOCK();
   size_t budget = enforce_cap(kCallPages + credit_pages, kCallRuns);
-  if (g_bg_active) return;  // the thread does the decay
+  if (bg_active_) return;  // the thread does the decay
   // The decay's share: the fixed budget, plus as many pages as the call
   // takes (purging them costs less than the caller's first touch of its
   // new pages), so that the decay keeps pace with a program allocating
   // large blocks fast.
   size_t share = kCallPages + credit_pages;
   share = decay(now, budget < share ? budget : share, kCallRuns);
-  if (g_split_tail && share) decay_heals(now, share, kCallHeals);
+  if (!split_.empty() && share) decay_heals(now, share, kCallHeals);
 }
 
 // The descriptors of the pages inside free runs (only a run's first page
@@ -329,8 +280,8 @@ void maybe_purge(uint64_t now, size_t credit_pages) {
 // most of what stays resident. Nothing reads an inner page's descriptor
 // without checking it (a zeroed one is no run's), and carving writes the
 // one it hands out.
-static void purge_free_descriptors() {
-  for (Arena* a = g_arenas; a; a = a->next_arena) {
+void PageHeap::purge_free_descriptors() {
+  for (Arena* a = arenas_; a; a = a->next_arena) {
     for (size_t idx = 0; idx < a->npages;) {
       const Span* f = &a->meta[idx];
       size_t n = f->npages;
@@ -340,46 +291,51 @@ static void purge_free_descriptors() {
         size_t end = idx + n < a->meta_pages ? idx + n : a->meta_pages;
         uintptr_t lo = align_up(reinterpret_cast<uintptr_t>(f + 1), kPageSize);
         uintptr_t hi = reinterpret_cast<uintptr_t>(a->meta + end) & ~uintptr_t(kPageSize - 1);
-        if (hi > lo) os::purge(reinterpret_cast<void*>(lo), hi - lo);
+        if (hi > lo) platform_->purge(reinterpret_cast<void*>(lo), hi - lo);
       }
       idx += n;
     }
   }
 }
 
-void purge_all() {
-  while (g_lru_tail) purge_run(g_lru_tail);
-  if (g_split_head) {
-    while (g_split_head) heal_run(g_split_head);
+void PageHeap::purge_all_locked() {
+  RM_NEEDS_LOCK();
+  while (!lru_.empty()) purge_run(lru_.back());
+  if (!split_.empty()) {
+    while (!split_.empty()) heal_run(split_.front());
     after_heals();
   }
   purge_free_descriptors();
-  g_next_purge_ns = ~uint64_t{0};
+  next_purge_ns_ = ~uint64_t{0};
 }
 
 // ---- the background thread's share ------------------------------------------
-void set_background(bool active) { g_bg_active = active; }
-bool background_active() { return g_bg_active; }
+void PageHeap::set_background(bool active) {
+  LockGuard g(lock_);
+  bg_active_ = active;
+}
 
-uint64_t background_step(uint64_t now, uint32_t* seq) {
-  g_in_bg = true;
+uint64_t PageHeap::background_step(uint32_t* seq) {
+  LockGuard g(lock_);
+  uint64_t now = platform_->now_ns();
+  in_bg_ = true;
   size_t budget = enforce_cap(kThreadPages, kThreadRuns);
   budget = decay(now, budget, kThreadRuns);
   // Heal split runs once their delay passed (an mmap each): the thread has
   // the time, and merged VMAs make later moves and faults cheaper.
   bool healed_all = true;
-  if (g_split_head && budget) {
-    Span* f = g_split_head;
-    if (f->free_ns + g_config.purge_delay_ns <= now) healed_all = heal_some(kThreadRuns, &budget);
+  if (!split_.empty() && budget) {
+    Span* f = split_.front();
+    if (f->free_ns + config_.purge_delay_ns <= now) healed_all = heal_some(kThreadRuns, &budget);
   }
-  g_in_bg = false;
+  in_bg_ = false;
   uint64_t next;
-  if (!budget || !healed_all || free_runs::dirty_bytes() > dirty_cap()) {
+  if (!budget || !healed_all || dirty_bytes_ > dirty_cap()) {
     next = 0;  // more to do now
   } else {
-    next = g_next_purge_ns;
-    if (g_split_head) {
-      uint64_t h = g_split_head->free_ns + g_config.purge_delay_ns;
+    next = next_purge_ns_;
+    if (!split_.empty()) {
+      uint64_t h = split_.front()->free_ns + config_.purge_delay_ns;
       if (h < next) next = h;
     }
     if (next != ~uint64_t{0}) next = next <= now ? 1 : next - now;
@@ -387,39 +343,26 @@ uint64_t background_step(uint64_t now, uint32_t* seq) {
   // Nothing pending at all: the thread waits until a run becomes dirty or
   // split (track() wakes it). A timed wait needs no wake: newer runs are
   // due later than the one it waits for.
-  g_bg_sleeping = next == ~uint64_t{0};
-  *seq = g_bg_seq.load(std::memory_order_relaxed);
+  bg_sleeping_ = next == ~uint64_t{0};
+  *seq = bg_seq_.load(std::memory_order_relaxed);
   return next;
 }
 
-std::atomic<uint32_t>* background_word() { return &g_bg_seq; }
-
 // A new dirty or split run while the thread waits for work: wake it.
-static std::atomic<bool> g_work_seen{false};
-bool work_seen() { return g_work_seen.load(std::memory_order_relaxed); }
-
-static void wake_background() {
-  if (!g_work_seen.load(std::memory_order_relaxed)) g_work_seen.store(true, std::memory_order_relaxed);
-  if (!g_bg_sleeping) return;
-  g_bg_sleeping = false;
-  g_bg_seq.fetch_add(1, std::memory_order_release);
-  futex_wake(&g_bg_seq);
+void PageHeap::wake_background() {
+  if (!work_seen_.load(std::memory_order_relaxed)) work_seen_.store(true, std::memory_order_relaxed);
+  if (!bg_sleeping_) return;
+  bg_sleeping_ = false;
+  bg_seq_.fetch_add(1, std::memory_order_release);
+  futex_wake(&bg_seq_);
 }
 
-void background_fork_child() {
-  g_bg_active = false;
-  g_bg_sleeping = false;
-  g_in_bg = false;
-}
-
-size_t background_purged_bytes() { return g_bg_purged_bytes; }
-size_t background_heals() { return g_bg_heals; }
-
-Span* find_resident(size_t npages, size_t align, size_t phase, Region region, size_t* skip) {
+Span* PageHeap::find_resident(size_t npages, size_t align, size_t phase, Region region, size_t* skip) {
+  RM_NEEDS_LOCK();
   // Near the memory limit, look further: every reused resident page is a
   // page the group is not charged for twice.
   int budget = under_pressure() ? 512 : 32;
-  for (Span* f = g_lru_head; f && budget-- > 0; f = f->lru_next) {
+  for (Span* f = lru_.front(); f && budget-- > 0; f = LruList::next(f)) {
     if (f->arena->region != region || f->npages < npages) continue;
     size_t run = index_of(f->arena, f);
     size_t end = run + f->npages;
@@ -441,30 +384,20 @@ Span* find_resident(size_t npages, size_t align, size_t phase, Region region, si
   return nullptr;
 }
 
-size_t purged_bytes() { return g_purged_bytes; }
-size_t heals() { return g_heals; }
-size_t split_count() { return g_split_count; }
-
-size_t validate_locked() {
-  size_t n = 0;
-  const Span* prev = nullptr;
-  for (const Span* f = g_lru_head; f; prev = f, f = f->lru_next) {
-    if (f->kind != kSpanFree || !(f->flags & kFreeDirty)) fatal("purge: clean or non-free run on the decay list", f);
-    if (f->lru_prev != prev) fatal("purge: broken decay list links", f);
-    n++;
-  }
-  if (prev != g_lru_tail) fatal("purge: decay list tail wrong", g_lru_tail);
-  size_t splits = 0;
-  prev = nullptr;
-  for (const Span* f = g_split_head; f; prev = f, f = f->split_next) {
-    if (f->kind != kSpanFree || !f->on_split || !(f->flags & kFreeSplit) || f->arena->region != kRegionNormal)
-      fatal("purge: wrong run on the split list", f);
-    if (f->split_prev != prev) fatal("purge: broken split list links", f);
-    splits++;
-  }
-  if (splits != g_split_count) fatal("purge: split count does not add up", nullptr);
-  if (prev != g_split_tail) fatal("purge: split list tail wrong", g_split_tail);
-  return n;
+size_t PageHeap::validate_purge_locked() {
+  RM_NEEDS_LOCK();
+  lru_.validate([](const char*, const void* at) { fatal("purge: broken decay list links", at); },
+                [](const Span* f) {
+                  if (f->kind != kSpanFree || !(f->flags & kFreeDirty))
+                    fatal("purge: clean or non-free run on the decay list", f);
+                });
+  split_.validate([](const char*, const void* at) { fatal("purge: broken split list links", at); },
+                  [](const Span* f) {
+                    if (f->kind != kSpanFree || !f->on_split || !(f->flags & kFreeSplit) ||
+                        f->arena->region != kRegionNormal)
+                      fatal("purge: wrong run on the split list", f);
+                  });
+  return lru_.size();
 }
 
-}  // namespace remalloc::pages::purging
+}  // namespace remalloc::pages

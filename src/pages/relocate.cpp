@@ -3,7 +3,9 @@
 // place (claim the free pages that follow), move (onto the front of a new
 // run, by the cheapest mover that is safe now). The bookkeeping of each step
 // is a primitive of page_heap.cpp (resize_in_place, take_move_dst,
-// release_moved). Nothing is ever lost: a mover either finishes or leaves
+// release_moved, finish_move), each under the page heap's lock; this file
+// takes none, and writes no span field the page heap owns (span.h). The
+// movers and the VMA budget are the PageHeap's platform's. Nothing is ever lost: a mover either finishes or leaves
 // the whole block at its source, and if every mover fails realloc returns
 // NULL with the block intact.
 #include <cerrno>
@@ -11,10 +13,7 @@
 
 #include "base/format.h"
 #include "pages/internal.h"
-#include "pages/purge.h"
 #include "platform/movers.h"
-#include "platform/os.h"
-#include "platform/vma.h"
 
 namespace remalloc::pages {
 
@@ -76,21 +75,23 @@ class MoveWitness {
 
 // Makes sure the uffd registration of dst's arena is current (after fork
 // the child re-registers).
-static bool uffd_ready(Arena* a) {
-  uint32_t gen = movers::uffd_generation();
+bool PageHeap::uffd_ready(Arena* a) {
+  uint32_t gen = platform_->uffd_generation();
   if (a->uffd_gen == gen) return true;
-  if (!movers::uffd_register(reinterpret_cast<void*>(a->base), a->bytes())) return false;
+  if (!platform_->uffd_register(reinterpret_cast<void*>(a->base), a->bytes())) return false;
   a->uffd_gen = gen;
   return true;
 }
 
-void* realloc_large(Span* s, size_t new_size) {
+void* PageHeap::realloc_large(Span* s, size_t new_size) {
+  RM_ASSERT(s->kind == kSpanLarge && new_size > 0);
   size_t new_pages = pages_of(new_size);
   if (new_pages == 0) new_pages = 1;
+  const Config& config = config_;
   if (new_pages <= s->npages) {
     // Growing into the room the block already has, or a shrink too small to
     // give a page back: nothing moves.
-    if (new_size >= s->requested || s->npages - new_pages <= g_config.shrink_slack_pages) {
+    if (new_size >= s->requested || s->npages - new_pages <= config.shrink_slack_pages) {
       s->requested = new_size;
       count(kCount_realloc_inplace);
       return reinterpret_cast<void*>(s->start);
@@ -99,24 +100,24 @@ void* realloc_large(Span* s, size_t new_size) {
     count(kCount_shrink_inplace);
     return reinterpret_cast<void*>(s->start);
   }
-  if (g_config.grow_inplace && resize_in_place(s, new_pages, new_size)) {
+  if (config.grow_inplace && resize_in_place(s, new_pages, new_size)) {
     count(kCount_grow_inplace);
     return reinterpret_cast<void*>(s->start);
   }
 
   // Move. Choose the movers to try, cheapest safe first.
   const size_t len = s->bytes();
-  const bool huge = (new_pages << kPageShift) >= g_config.huge_threshold;
+  const bool huge = (new_pages << kPageShift) >= config.huge_threshold;
   // mremap first (see the policy below) for huge blocks from this size.
-  const bool big = huge && (new_pages << kPageShift) >= g_config.mremap_threshold;
+  const bool big = huge && (new_pages << kPageShift) >= config.mremap_threshold;
   // Huge blocks move to a 2 MiB boundary plus the source's offset inside
   // 2 MiB: with equal offsets the kernel moves whole page-table pages.
   const size_t align = huge ? (kHugePageSize >> kPageShift) : 1;
   const size_t phase = huge ? (s->start >> kPageShift) & ((kHugePageSize >> kPageShift) - 1) : 0;
   int order[4];
   int n = 0;
-  bool small = len < g_config.move_threshold;
-  int forced = g_config.mover;
+  bool small = len < config.move_threshold;
+  int forced = config.mover;
   if (forced == movers::kMremap || forced == movers::kUffd) {
     order[n++] = forced;
   } else if (forced != movers::kCopy && !small) {
@@ -127,10 +128,10 @@ void* realloc_large(Span* s, size_t new_size) {
     // moves whole page-table pages (1 GiB in 0.1-3 ms against 11-15 ms):
     // mremap first, also out of an arena registered for uffd moves (the
     // block then lands in a normal arena, where its next moves are fast).
-    const bool uffd = movers::uffd_move_available();
+    const bool uffd = platform_->uffd_available();
     if (!big && uffd) order[n++] = movers::kUffd;
-    if ((big || s->arena->region == kRegionNormal) && movers::mremap_dontunmap_available()) {
-      if (vma::can_add(3) || (purging::heal_for_budget() && vma::can_add(3)))
+    if ((big || s->arena->region == kRegionNormal) && platform_->mremap_available()) {
+      if (platform_->vma_can_add(3) || (heal_for_budget() && platform_->vma_can_add(3)))
         order[n++] = movers::kMremap;
       else
         count(kCount_fallback_budget);
@@ -143,7 +144,7 @@ void* realloc_large(Span* s, size_t new_size) {
   // A block that grows by moving will likely grow again: give it as much
   // room again (address space only; untouched pages cost no memory), so the
   // next growths stay in place. Without the room if that fails.
-  size_t room_pages = g_config.grow_headroom ? new_pages : 0;
+  size_t room_pages = config.grow_headroom ? new_pages : 0;
   Span* dst = nullptr;
   void* result = nullptr;
   for (int i = 0; i < n && !result; i++) {
@@ -151,11 +152,11 @@ void* realloc_large(Span* s, size_t new_size) {
     Region want = kind == movers::kUffd ? kRegionUffd : kRegionNormal;
     if (kind == movers::kMremap &&
         ((s->arena->region != kRegionNormal && !big && forced != movers::kMremap) ||
-         !movers::mremap_dontunmap_available() || !vma::can_add(3))) {
+         !platform_->mremap_available() || !platform_->vma_can_add(3))) {
       count(kCount_fallback_budget);
       continue;
     }
-    if (kind == movers::kUffd && !movers::uffd_move_available()) continue;
+    if (kind == movers::kUffd && !platform_->uffd_available()) continue;
     if (dst && (kind != movers::kCopy && dst->arena->region != want)) {
       release_moved(dst, false, false);
       dst = nullptr;
@@ -173,17 +174,17 @@ void* realloc_large(Span* s, size_t new_size) {
     MoveWitness witness(from, len);
 #endif
     if (kind == movers::kMremap) {
-      ok = movers::move_mremap(to, from, len, &out);
-      if (out.calls) vma::note_added(2 * size_t(out.calls));
+      ok = platform_->move_mremap(to, from, len, &out);
+      if (out.calls) platform_->vma_note_added(2 * size_t(out.calls));
       if (out.calls > 1) count(kCount_moves_multi_vma);
       // Refused (the program's own mappings may have used up
       // vm.max_map_count, unseen by the estimate): recount, so the next
       // moves skip mremap for the budget instead of failing one by one.
-      if (!ok) vma::recount();
+      if (!ok) platform_->vma_recount();
     } else if (kind == movers::kUffd) {
-      ok = movers::move_uffd(to, from, len, &out);
+      ok = platform_->move_uffd(to, from, len, &out);
     } else {
-      ok = movers::move_copy(to, from, len, !small, &out);
+      ok = platform_->move_copy(to, from, len, !small, &out);
     }
 #if REMALLOC_DEBUG >= 3
     witness.check(ok ? to : from, from, to, kind, ok);
@@ -199,9 +200,8 @@ void* realloc_large(Span* s, size_t new_size) {
                                   : kCount_moves_copy);
     count(kCount_bytes_moved, out.moved);
     count(kCount_bytes_copied, out.copied);
-    bool remapped = kind == movers::kMremap && out.moved;
-    moved_in(dst, remapped);
-    release_moved(s, out.src_clean, remapped);
+    // dst's flags change under the lock, with the release of the source.
+    finish_move(s, dst, out.src_clean, kind == movers::kMremap && out.moved);
     result = to;
   }
   if (!result) {

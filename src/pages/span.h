@@ -46,17 +46,17 @@ constexpr uint8_t kLargeHugeAdv = 2;   // MADV_HUGEPAGE on its interior granules
 //
 //   field                    | writer                     | how
 //   -------------------------+----------------------------+---------------------------
-//   start, npages, arena     | page heap                  | under the page lock; for a
-//                            |                            | live block also its owner
-//                            |                            | in relocate.cpp (same lock)
+//   start, npages, arena     | page heap                  | under the page lock (the
+//                            |                            | relocation engine through
+//                            |                            | the primitives that take it)
 //   kind                     | page heap; the small heaps | page lock; the large cache
 //                            | flip kSpanLarge <->        | flips a live block it owns
 //                            | kSpanCached                | with a relaxed atomic store,
 //                            |                            | never to or from kSpanFree,
 //                            |                            | so the page heap reads
 //                            |                            | neighbours' kind atomically
-//   flags, in_list, on_split,| page heap                  | page lock
-//   next/prev (free runs),   |                            |
+//   flags, in_list, on_split,| page heap                  | page lock (also a live
+//   next/prev (free runs),   |                            | block's flags: finish_move)
 //   lru_*, split_*, maint_*, |                            |
 //   free_ns                  |                            |
 //   requested                | owner of the large block   | no lock (pages::set_requested)
@@ -173,8 +173,10 @@ struct Arena {
 namespace pages {
 // The arena map: one entry per 64 MiB of address space, in two levels.
 // Root entries are never null: a range without arenas leads to the shared
-// empty leaf. Leaves are written under the page lock and only ever gain
-// entries for new arenas (or lose them when mlockall trims an arena).
+// empty leaf. Entries are written under the lock of the PageHeap that owns
+// the arena (every instance registers its arenas here; leaves are made
+// under the map's own lock) and only ever gain entries for new arenas, or
+// lose them when mlockall trims an arena or a test's instance is released.
 struct ArenaMapRoot {
   Arena* const* leaf[kMapRootSize];
 };
