@@ -224,25 +224,6 @@ RM_NOINLINE void free_slow(Span* s, void* p) {
   invalid(p, "free(): invalid pointer (not allocated by remalloc, or freed twice)");
 }
 
-// Secure build: the guard page after a large block comes off while the
-// relocation engine works (movers must not meet it) and goes back on the
-// last page of the result, or of the old block when realloc fails.
-static void* realloc_large_guarded(Span* s, size_t size) {
-  size_t g = pages::guard_tail_pages() << kPageShift;
-  if (!g) return pages::realloc_large(s, size);
-  void* p = reinterpret_cast<void*>(s->start);
-  // The engine compares the new size with the bytes asked for (a shrink
-  // gives pages back only below them): both count the guard page here.
-  size_t asked = s->requested;
-  pages::set_requested(s, asked + g);
-  pages::guard_remove_tail(s);
-  void* q = pages::realloc_large(s, size + g);
-  Span* t = pages::span_of(q ? q : p);
-  pages::guard_install_tail(t);
-  pages::set_requested(t, q ? size : asked);
-  return q;
-}
-
 size_t usable_size(const void* p) {
   if (!p) return 0;
   Span* s = pages::span_of(p);
@@ -287,11 +268,9 @@ RM_PROF_ENTRY void* realloc(void* p, size_t size) {
       bool prof_on = prof::config().active || prof::is_marked(p);
       bool was_sampled = prof_on && prof::realloc_before(p);
       size_t asked = s->requested;
-      void* q;
-      if constexpr (kSecure)
-        q = realloc_large_guarded(s, size);
-      else
-        q = pages::realloc_large(s, size);  // sets errno on failure
+      // Sets errno on failure; the secure build's guard page is the page
+      // heap's business.
+      void* q = pages::realloc_large(s, size);
       if (RM_UNLIKELY(prof_on)) {
         int e = errno;
         prof::realloc_after(was_sampled, p, q, asked, size);

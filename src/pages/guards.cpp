@@ -5,9 +5,12 @@
 // marker, no VMA split), so a linear overflow off its end faults. The guard
 // sits after the block's bytes, so it never lies in a 2 MiB range the block
 // covers whole (a guard there would stop a huge page). It is removed before
-// the pages are given back or moved (free_span(), the relocation engine's
-// caller), since guards survive MADV_DONTNEED, travel with mremap and make
-// the copy mover fault. On kernels without guards (EINVAL) no page is added.
+// the pages are given back or moved (free_span(), and realloc_large() around
+// the relocation engine), since guards survive MADV_DONTNEED, travel with
+// mremap and make the copy mover fault. On kernels without guards (EINVAL)
+// no page is added. The callers that make spans (the api layer's large
+// blocks, the small heaps' slabs) ask for the extra page and install the
+// guard; the page heap takes it off and puts it back.
 #include "pages/internal.h"
 #include "platform/os.h"
 

@@ -284,6 +284,7 @@ class PageHeap {
     f->on_split = 0;
   }
   // relocate.cpp
+  void* realloc_large_unguarded(Span* s, size_t new_size);
   bool uffd_ready(Arena* a);
 
   Platform* const platform_;

@@ -65,7 +65,9 @@ RM_INLINE bool is_large_start(const Span* s, const void* p) {
 }
 
 // realloc of a large block (relocate.cpp): returns the block's new address
-// (maybe the same), or nullptr with ENOMEM and the block untouched.
+// (maybe the same), or nullptr with ENOMEM and the block untouched. In the
+// secure build `new_size` excludes the guard page: realloc_large takes the
+// guard off the old block and puts it on the result (or back).
 void* realloc_large(Span* s, size_t new_size);
 
 // Runs the purge of runs whose delay passed; `all` purges every dirty run
@@ -124,7 +126,8 @@ long huge_backed_bytes();
 
 // Secure build (guards.cpp): puts a guard on the last page of a large block
 // or slab that was allocated with guard_tail_pages() extra pages, and takes
-// it off again (before the pages are freed or moved). No-ops otherwise.
+// it off again. free_span and realloc_large take it off and put it back
+// themselves; the callers that make spans install it. No-ops otherwise.
 void guard_install_tail(Span* s);
 void guard_remove_tail(Span* s);
 

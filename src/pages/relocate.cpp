@@ -83,7 +83,7 @@ bool PageHeap::uffd_ready(Arena* a) {
   return true;
 }
 
-void* PageHeap::realloc_large(Span* s, size_t new_size) {
+void* PageHeap::realloc_large_unguarded(Span* s, size_t new_size) {
   RM_ASSERT(s->kind == kSpanLarge && new_size > 0);
   size_t new_pages = pages_of(new_size);
   if (new_pages == 0) new_pages = 1;
@@ -209,6 +209,26 @@ void* PageHeap::realloc_large(Span* s, size_t new_size) {
     errno = ENOMEM;
   }
   return result;
+}
+
+// The secure build's guard page after a large block comes off while the
+// engine works (movers must not meet it: guards travel with mremap and make
+// the copy mover fault) and goes back on the last page of the result, or of
+// the old block when realloc fails.
+void* PageHeap::realloc_large(Span* s, size_t new_size) {
+  size_t g = guard_tail_pages() << kPageShift;
+  if (!g) return realloc_large_unguarded(s, new_size);
+  void* p = reinterpret_cast<void*>(s->start);
+  // The engine compares the new size with the bytes asked for (a shrink
+  // gives pages back only below them): both count the guard page here.
+  size_t asked = s->requested;
+  set_requested(s, asked + g);
+  guard_remove_tail(s);
+  void* q = realloc_large_unguarded(s, new_size + g);
+  Span* t = span_of(q ? q : p);
+  guard_install_tail(t);
+  set_requested(t, q ? new_size : asked);
+  return q;
 }
 
 }  // namespace remalloc::pages
