@@ -43,6 +43,11 @@
 #include "pages/page_heap.h"
 #include "pages/platform.h"
 
+// Rare paths (validators, trims, release, purge-all, heal-all): optimised
+// for size, away from the hot text. Every process maps the library's text
+// and mlockall locks it all, so bytes count here.
+#define RM_RARE __attribute__((cold))
+
 // The caller holds the page heap's lock (tier 2: REMALLOC_DEBUG >= 2).
 #define RM_NEEDS_LOCK() RM_ASSERT_INTERNAL(lock_.held_by_me())
 
@@ -91,7 +96,7 @@ class PageHeap {
   void free_span(Span* s);
   void* realloc_large(Span* s, size_t new_size);  // relocate.cpp; lock inside
   size_t purge(bool all);
-  size_t trim_reservations();
+  RM_RARE size_t trim_reservations();
   uint64_t background_step(uint32_t* seq);
   std::atomic<uint32_t>* background_word() { return &bg_seq_; }
   void set_background(bool active);
@@ -100,11 +105,11 @@ class PageHeap {
   void fork_parent() { lock_.fork_release(); }
   void fork_child();
   void get_stats(Stats* out);
-  void validate();
+  RM_RARE void validate();
   // Gives every arena back to the platform and takes it out of the arena
   // map; the instance is empty afterwards, as constructed (settings kept).
   // For tests: every span it handed out is gone.
-  void release_all();
+  RM_RARE void release_all();
 
   // Secure build (guards.cpp): the guard on the last page of a span that
   // has guard_tail_pages() extra pages.
@@ -127,7 +132,7 @@ class PageHeap {
   // advises its interior), src goes back. One hold of the lock.
   void finish_move(Span* src, Span* dst, bool src_clean, bool remapped);
   // Heals all split free runs if enough wait; false if none.
-  bool heal_for_budget();
+  RM_RARE bool heal_for_budget();
 
   // ---- arenas (arena.cpp; lock held) -------------------------------------
   // A new arena with room for `npages` aligned to `align_pages`, in `region`;
@@ -140,10 +145,10 @@ class PageHeap {
   bool commit_locked(Arena* a, size_t end);
   // Releases the reserved, never-committed tail of every arena and of its
   // descriptors (see page_heap.h's trim_reservations).
-  size_t trim_reservations_locked();
+  RM_RARE size_t trim_reservations_locked();
   // Checks every arena: alignment, map entries, and that its runs tile it
   // (each run's `back` entries and kinds). Returns bytes by kind.
-  void validate_arenas_locked(ArenaTally* out);
+  RM_RARE void validate_arenas_locked(ArenaTally* out);
   Arena* arenas() const { return arenas_; }
   size_t arena_count() const { return arena_count_; }
 
@@ -187,7 +192,7 @@ class PageHeap {
   size_t free_bytes() const { return free_bytes_; }
   size_t dirty_bytes() const { return dirty_bytes_; }
   // Checks the invariants above over every bin; returns the number of runs.
-  size_t validate_runs_locked();
+  RM_RARE size_t validate_runs_locked();
 
   // ---- purging (purge.cpp; lock held unless said otherwise) --------------
   // Free runs that may hold memory (dirty) sit on the decay list, newest
@@ -213,7 +218,7 @@ class PageHeap {
   // the dirty cap (credit_pages: pages the call takes).
   void maybe_purge(uint64_t now, size_t credit_pages = 0);
   // Purges every dirty run and heals every split run.
-  void purge_all_locked();
+  RM_RARE void purge_all_locked();
   // A recently freed run whose memory is still resident and that can hold
   // the request, and the offset in it that lands on its dirty pages.
   Span* find_resident(size_t npages, size_t align, size_t phase, Region region, size_t* skip);
@@ -225,7 +230,7 @@ class PageHeap {
   size_t heals() const { return heals_; }
   size_t split_count() const { return split_.size(); }
   // Checks the invariants above; returns the length of the decay list.
-  size_t validate_purge_locked();
+  RM_RARE size_t validate_purge_locked();
 
   // ---- accounting (page_heap.cpp; lock held) -----------------------------
   size_t peak_bytes_locked() const { return peak_bytes_; }
@@ -248,7 +253,7 @@ class PageHeap {
   void give_back(Span* s, uint8_t flags, uint64_t now);
   void account_large(ptrdiff_t blocks, ptrdiff_t bytes);
   void note_peak();
-  void validate_locked();
+  RM_RARE void validate_locked();
   void validate_sometimes();
   void release_moved_locked(Span* s, bool clean, bool split);
   // The huge page policy (page_heap.cpp).
@@ -273,7 +278,7 @@ class PageHeap {
   size_t enforce_cap(size_t budget, int runs);
   size_t decay_heals(uint64_t now, size_t budget, int runs);
   size_t decay(uint64_t now, size_t budget, int runs);
-  void purge_free_descriptors();
+  RM_RARE void purge_free_descriptors();
   void wake_background();
   void lru_remove(Span* f) {
     if (lru_.contains(f)) lru_.remove(f);
