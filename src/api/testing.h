@@ -17,7 +17,9 @@ extern "C" {
 
 /* Make the next mover call of the given kind ("mremap", "uffd", "copy")
  * fail at step `step` (0 = first, 1 = middle, 2 = last) `count` times;
- * count 0 cancels. Harmless otherwise. */
+ * count 0 cancels. Harmless otherwise. Step 3, for "uffd" only: the move
+ * of the first half succeeds and the call then reports that nothing moved
+ * (EEXIST), as Linux 6.18 was seen to do; other movers take it as step 2. */
 REMALLOC_API void remalloc_inject_mover_failure(const char* mover, int step, int count);
 
 /* The next `count` reservations of address space (new arenas, their

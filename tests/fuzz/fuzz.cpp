@@ -469,7 +469,8 @@ void op_free(Ctx& c, size_t i) {
 // realloc, so a NULL can be blamed on it; multi-threaded runs leave it armed.
 void arm_injection(Ctx& c) {
   const char* m = kMoverKinds[c.rng.below(3)];
-  int step = int(c.rng.below(3));
+  // Step 3 (uffd only): pages moved, and the kernel reports none did.
+  int step = int(c.rng.below(strcmp(m, "uffd") == 0 ? 4 : 3));
   remalloc_inject_mover_failure(m, step, 1);
   c.n.injected++;
   c.armed = true;
