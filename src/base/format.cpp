@@ -1,5 +1,6 @@
-// base: formatter implementation (write(2) only; no allocation).
+// base: formatter implementation (write(2), as sys::write: no allocation, no cancellation point).
 #include "base/format.h"
+#include "base/sys.h"
 
 #include <unistd.h>
 
@@ -21,7 +22,7 @@ size_t format_u64(char* out, uint64_t v) {
 
 static void write_all(int fd, const char* p, size_t n) {
   while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
+    ssize_t w = sys::write(fd, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
       return;

@@ -1,5 +1,6 @@
 // platform: memory cgroup limits (see cgroup.h).
 #include "platform/cgroup.h"
+#include "base/sys.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,16 +14,16 @@ namespace remalloc::cgroup {
 constexpr unsigned long long kUnlimited = 1ull << 60;
 
 static long read_small(const char* path, char* buf, size_t cap) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = sys::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   size_t n = 0;
   while (n + 1 < cap) {
-    ssize_t r = ::read(fd, buf + n, cap - 1 - n);
+    ssize_t r = sys::read(fd, buf + n, cap - 1 - n);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     n += size_t(r);
   }
-  close(fd);
+  sys::close(fd);
   buf[n] = 0;
   return long(n);
 }

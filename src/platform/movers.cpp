@@ -1,5 +1,6 @@
 // platform: mremap(DONTUNMAP|FIXED), UFFDIO_MOVE and copy-then-purge movers.
 #include "platform/movers.h"
+#include "base/sys.h"
 
 #include <fcntl.h>
 #include <linux/types.h>
@@ -125,9 +126,9 @@ constexpr size_t kScanPages = 512;  // 4 KiB of pagemap entries a read
 
 class DstScan {
  public:
-  DstScan() : fd_(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
+  DstScan() : fd_(sys::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
   ~DstScan() {
-    if (fd_ >= 0) close(fd_);
+    if (fd_ >= 0) sys::close(fd_);
   }
   DstScan(const DstScan&) = delete;
   DstScan& operator=(const DstScan&) = delete;
@@ -149,7 +150,7 @@ class DstScan {
   bool read_all(void* buf, size_t len, off_t off) {
     char* b = static_cast<char*>(buf);
     while (len) {
-      ssize_t r = pread(fd_, b, len, off);
+      ssize_t r = sys::pread(fd_, b, len, off);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) return false;
       b += r;
@@ -254,12 +255,12 @@ constexpr int kFdFloor = 48;
 static bool keep_fd(KeptFd* k, int fd) {
   int high = fcntl(fd, F_DUPFD_CLOEXEC, kFdFloor);
   if (high >= 0) {
-    close(fd);  // ours: opened a moment ago by the caller
+    sys::close(fd);  // ours: opened a moment ago by the caller
     fd = high;
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
-    close(fd);
+    sys::close(fd);
     return false;
   }
   k->fd = fd;
@@ -302,9 +303,9 @@ static KeptFd g_maps;
 static bool g_maps_per_thread = false;  // g_maps is /proc/<pid>/task/<tid>/maps
 
 static bool maps_open_locked() {
-  int fd = open("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
+  int fd = sys::open("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
   bool per_thread = fd >= 0;
-  if (fd < 0) fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fd = sys::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0 || !keep_fd(&g_maps, fd)) return false;
   g_maps_per_thread = per_thread;
   return true;
@@ -326,7 +327,7 @@ static uintptr_t vma_end_at(uintptr_t addr) {
   }
   if (errno != ENOENT) {  // no PROCMAP_QUERY here (before 6.11): let it go
     // Ours by the fstat just above, unless it is /proc/self/maps (see above).
-    if (g_maps_per_thread) close(g_maps.fd);
+    if (g_maps_per_thread) sys::close(g_maps.fd);
     g_maps.fd = -1;
   }
   return 0;
@@ -457,7 +458,7 @@ static int uffd_open_locked() {
   api.api = UFFD_API;
   api.features = UFFD_FEATURE_MOVE;
   if (ioctl(fd, UFFDIO_API, &api) != 0 || !(api.features & UFFD_FEATURE_MOVE)) {
-    close(fd);
+    sys::close(fd);
     return -1;
   }
   if (!keep_fd(&g_uffd, fd)) return -1;
@@ -517,7 +518,7 @@ bool uffd_move_available() {
   if (r < 0) return false;  // probe again next time (see mremap's probe)
   if (r == 0) {  // no moves here: keep no userfaultfd either
     LockGuard g(g_uffd_lock);
-    if (still_ours(g_uffd)) close(g_uffd.fd);
+    if (still_ours(g_uffd)) sys::close(g_uffd.fd);
     g_uffd.fd = -1;
   }
   g_uffd_state.store(r == 1 ? 1 : 2, std::memory_order_release);
@@ -554,10 +555,10 @@ void after_fork_child() {
   // parent that lost its own (the program closed it) could not register
   // with a new one until the child exits; and each generation of a forking
   // child that never execs would hold one more maps file.
-  if (still_ours(g_uffd)) close(g_uffd.fd);
+  if (still_ours(g_uffd)) sys::close(g_uffd.fd);
   g_uffd.fd = -1;
   g_uffd_gen.fetch_add(1, std::memory_order_acq_rel);
-  if (g_maps_per_thread && still_ours(g_maps)) close(g_maps.fd);
+  if (g_maps_per_thread && still_ours(g_maps)) sys::close(g_maps.fd);
   g_maps.fd = -1;
 }
 

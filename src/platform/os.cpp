@@ -1,5 +1,6 @@
 // platform: reserve/purge/remap system calls and small /proc readers.
 #include "platform/os.h"
+#include "base/sys.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -156,16 +157,16 @@ uint64_t now_ns() {
 }
 
 static ssize_t read_file(const char* path, char* buf, size_t cap) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = sys::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   size_t n = 0;
   while (n + 1 < cap) {
-    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    ssize_t r = sys::read(fd, buf + n, cap - 1 - n);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     n += size_t(r);
   }
-  close(fd);
+  sys::close(fd);
   buf[n] = 0;
   return ssize_t(n);
 }
@@ -221,17 +222,17 @@ long read_long_file(const char* path, long fallback) {
 }
 
 long count_maps() {
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  int fd = sys::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   char buf[4096];
   long lines = 0;
   for (;;) {
-    ssize_t r = read(fd, buf, sizeof buf);
+    ssize_t r = sys::read(fd, buf, sizeof buf);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     for (ssize_t i = 0; i < r; i++) lines += buf[i] == '\n';
   }
-  close(fd);
+  sys::close(fd);
   return lines;
 }
 
@@ -331,7 +332,7 @@ static uintptr_t parse_hex(const char** s) {
 }
 
 long anon_huge_bytes(bool (*in_heap)(uintptr_t lo, uintptr_t hi)) {
-  int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+  int fd = sys::open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   // Line by line through a stack buffer: a VMA's header line starts with
   // its hex bounds ("lo-hi perms ..."); its fields follow ("Name:  N kB").
@@ -341,7 +342,7 @@ long anon_huge_bytes(bool (*in_heap)(uintptr_t lo, uintptr_t hi)) {
   long total = 0;
   while (!eof || have) {
     if (!eof && have < sizeof buf) {
-      ssize_t r = read(fd, buf + have, sizeof buf - have);
+      ssize_t r = sys::read(fd, buf + have, sizeof buf - have);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) eof = true;
       else have += size_t(r);
@@ -371,7 +372,7 @@ long anon_huge_bytes(bool (*in_heap)(uintptr_t lo, uintptr_t hi)) {
     have -= start;
     if (eof && have && start == 0) break;  // a last line without a newline: ignore
   }
-  close(fd);
+  sys::close(fd);
   return total * 1024;
 }
 

@@ -1,5 +1,5 @@
 // prof: heap profiles and the leak summary at exit. No stdio, no allocation:
-// a buffer on the stack and write(2).
+// a buffer on the stack and write(2) (sys::write).
 //
 // The format is gperftools' text heap profile, version 2, which jeprof
 // (Debian's libjemalloc-dev), google-pprof (google-perftools) and Go's pprof
@@ -25,6 +25,7 @@
 #include <dlfcn.h>
 
 #include "base/format.h"
+#include "base/sys.h"
 #include "prof/internal.h"
 
 namespace remalloc::prof {
@@ -60,7 +61,7 @@ class Out {
   bool flush() {
     const char* p = buf_;
     while (len_) {
-      ssize_t w = ::write(fd_, p, len_);
+      ssize_t w = sys::write(fd_, p, len_);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) {
         ok_ = false;
@@ -126,7 +127,7 @@ int dump(const char* path, char* written) {
     BufWriter w(written, PATH_MAX);
     w.str(path);
   }
-  int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = sys::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     g_dump_failures.fetch_add(1, std::memory_order_relaxed);
     return -1;
@@ -153,20 +154,20 @@ int dump(const char* path, char* written) {
     }
   }
   o.str("\nMAPPED_LIBRARIES:\n");
-  int maps = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  int maps = sys::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (maps >= 0) {
     char buf[1024];
     for (;;) {
-      ssize_t n = ::read(maps, buf, sizeof buf);
+      ssize_t n = sys::read(maps, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       o.put(buf, size_t(n));
     }
-    ::close(maps);
+    sys::close(maps);
   }
   bool ok = o.flush();
   int saved = errno;
-  if (::close(fd) != 0) ok = false;
+  if (sys::close(fd) != 0) ok = false;
   if (!ok) {
     g_dump_failures.fetch_add(1, std::memory_order_relaxed);
     errno = saved ? saved : EIO;
