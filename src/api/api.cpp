@@ -164,19 +164,17 @@ RM_PROF_ENTRY static void* malloc_large(size_t size, size_t align_pages) {
 static void* malloc_large_now(size_t size, size_t align_pages) {
   size_t npages = pages_of(size);
   if (npages == 0) npages = 1;
-  npages += pages::guard_tail_pages();  // secure build: the guard page
   if (align_pages == 1 && npages <= heap::kLargeCacheMaxPages) {
     if (Span* c = heap::large_cache_get(npages)) {
       pages::set_requested(c, size);
       return reinterpret_cast<void*>(c->start);
     }
   }
-  Span* s = alloc_large(npages, align_pages, size);
+  Span* s = alloc_large(npages, align_pages, size);  // the page heap adds and guards the secure build's page
   if (!s) {
     errno = ENOMEM;
     return nullptr;
   }
-  pages::guard_install_tail(s);
   return reinterpret_cast<void*>(s->start);
 }
 
@@ -321,12 +319,11 @@ RM_PROF_ENTRY void* calloc(size_t n, size_t size) {
 
 static void* calloc_large_now(size_t total) {
   bool zeroed = false;
-  Span* s = alloc_large(pages_of(total) + pages::guard_tail_pages(), 1, total, &zeroed);
+  Span* s = alloc_large(pages_of(total), 1, total, &zeroed);
   if (!s) {
     errno = ENOMEM;
     return nullptr;
   }
-  pages::guard_install_tail(s);
   void* p = reinterpret_cast<void*>(s->start);
   if (!zeroed) memset(p, 0, total);
   return p;

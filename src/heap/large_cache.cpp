@@ -13,9 +13,10 @@ namespace remalloc::heap {
 
 Span* large_cache_get(size_t npages) {
   Heap* h = tl_heap;
+  const size_t guard = pages::guard_tail_pages();  // the secure build's span has a guard page more
   for (unsigned i = 0; i < Heap::kLargeCacheSlots; i++) {
     Span* s = h->large_cache[i];
-    if (s && s->npages >= npages && s->npages - npages <= npages / 8) {
+    if (s && s->npages - guard >= npages && s->npages - guard - npages <= npages / 8) {
       h->large_cache[i] = nullptr;
       __atomic_store_n(&s->kind, uint8_t(kSpanLarge), __ATOMIC_RELAXED);
       return s;
@@ -26,7 +27,7 @@ Span* large_cache_get(size_t npages) {
 
 bool large_cache_put(Span* s) {
   Heap* h = tl_heap;
-  if (h == &g_empty_heap || s->npages > kLargeCacheMaxPages) return false;
+  if (h == &g_empty_heap || s->npages - pages::guard_tail_pages() > kLargeCacheMaxPages) return false;
   unsigned i = h->large_cache_next;
   h->large_cache_next = (i + 1) % Heap::kLargeCacheSlots;
   Span* old = h->large_cache[i];

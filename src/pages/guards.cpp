@@ -8,9 +8,9 @@
 // the pages are given back or moved (free_span(), and realloc_large() around
 // the relocation engine), since guards survive MADV_DONTNEED, travel with
 // mremap and make the copy mover fault. On kernels without guards (EINVAL)
-// no page is added. The callers that make spans (the api layer's large
-// blocks, the small heaps' slabs) ask for the extra page and install the
-// guard; the page heap takes it off and puts it back.
+// no page is added. The page heap owns the guard: alloc_large and
+// alloc_slab add the page and install it, free_span and realloc_large take
+// it off and put it back; callers never see it.
 #include "pages/internal.h"
 #include "platform/os.h"
 

@@ -93,6 +93,10 @@ class PageHeap {
   const Config& config() const { return config_; }
   Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zeroed = nullptr);
   Span* alloc_slab(size_t npages);
+  // The span of npages pages as is (no guard page added or installed; the
+  // lock inside): what alloc_large and alloc_slab wrap.
+  Span* alloc_large_unguarded(size_t npages, size_t align_pages, size_t requested, bool* zeroed);
+  Span* alloc_slab_unguarded(size_t npages);
   void free_span(Span* s);
   void* realloc_large(Span* s, size_t new_size);  // relocate.cpp; lock inside
   size_t purge(bool all);
@@ -112,7 +116,8 @@ class PageHeap {
   RM_RARE void release_all();
 
   // Secure build (guards.cpp): the guard on the last page of a span that
-  // has guard_tail_pages() extra pages.
+  // has guard_tail_pages() extra pages. The page heap's own: alloc_large,
+  // alloc_slab, free_span and realloc_large put it on and take it off.
   void guard_install_tail(Span* s);
   void guard_remove_tail(Span* s);
 

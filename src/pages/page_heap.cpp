@@ -162,6 +162,13 @@ void PageHeap::init_large(Span* s, size_t npages, size_t requested, uint8_t run_
 
 Span* PageHeap::alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zeroed) {
   RM_ASSERT(npages > 0 && is_pow2(align_pages) && requested <= (npages << kPageShift));
+  npages += guard_tail_pages();  // secure build: the guard page after the bytes
+  Span* s = alloc_large_unguarded(npages, align_pages, requested, zeroed);
+  if (s) guard_install_tail(s);  // a system call: outside the lock
+  return s;
+}
+
+Span* PageHeap::alloc_large_unguarded(size_t npages, size_t align_pages, size_t requested, bool* zeroed) {
   bool huge = (npages << kPageShift) >= config_.huge_threshold;
   if (huge && align_pages < (kHugePageSize >> kPageShift)) align_pages = kHugePageSize >> kPageShift;
   LockGuard g(lock_);
@@ -193,6 +200,13 @@ Span* PageHeap::alloc_large(size_t npages, size_t align_pages, size_t requested,
 
 Span* PageHeap::alloc_slab(size_t npages) {
   RM_ASSERT(npages > 0);
+  npages += guard_tail_pages();  // secure build: the guard page after the slab
+  Span* s = alloc_slab_unguarded(npages);
+  if (s) guard_install_tail(s);  // a system call: outside the lock
+  return s;
+}
+
+Span* PageHeap::alloc_slab_unguarded(size_t npages) {
   LockGuard g(lock_);
   Span* s = take_run(npages, 1, kRegionNormal, false, 0);
   maybe_purge(platform_->now_ns(), npages);
@@ -450,8 +464,6 @@ void fork_prepare() { g_page_heap.fork_prepare(); }
 void fork_parent() { g_page_heap.fork_parent(); }
 void fork_child() { g_page_heap.fork_child(); }
 void get_stats(Stats* out) { g_page_heap.get_stats(out); }
-void guard_install_tail(Span* s) { g_page_heap.guard_install_tail(s); }
-void guard_remove_tail(Span* s) { g_page_heap.guard_remove_tail(s); }
 void validate() { g_page_heap.validate(); }
 
 }  // namespace remalloc::pages

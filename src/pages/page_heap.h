@@ -50,9 +50,11 @@ const Config& config();
 
 // A large block of `npages` pages whose start is aligned to `align_pages`
 // (power of two). Returns nullptr when address space runs out. With
-// `zeroed`, tells whether the pages are known to read as zeros.
+// `zeroed`, tells whether the pages are known to read as zeros. The secure
+// build's span is one page longer, its last page a guard (guards.cpp).
 Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zeroed = nullptr);
-// A slab of `npages` pages (every page's `back` set).
+// A slab of `npages` pages (every page's `back` set; plus the secure
+// build's guard page, as for alloc_large).
 Span* alloc_slab(size_t npages);
 // Gives a large block or a slab back; it coalesces with free neighbours.
 void free_span(Span* s);
@@ -124,12 +126,6 @@ void get_stats(Stats* out);
 // file): for the statistics only.
 long huge_backed_bytes();
 
-// Secure build (guards.cpp): puts a guard on the last page of a large block
-// or slab that was allocated with guard_tail_pages() extra pages, and takes
-// it off again. free_span and realloc_large take it off and put it back
-// themselves; the callers that make spans install it. No-ops otherwise.
-void guard_install_tail(Span* s);
-void guard_remove_tail(Span* s);
 
 // Checks every structure of the page heap (free runs, bins, purge lists,
 // arenas and their `back` entries, the byte accounting); aborts with a

@@ -66,13 +66,12 @@ class Relocation : public ::testing::Test {
 
   void reconfigure() { h_->configure(cfg_); }
 
-  // A large block of `bytes` (plus the secure build's guard page, as the
-  // api layer asks for it), filled with the pattern of `seed`.
+  // A large block of `bytes` (the page heap adds the secure build's guard
+  // page), filled with the pattern of `seed`.
   Span* alloc(size_t bytes, uint64_t seed) {
-    Span* s = h_->alloc_large(pages_of(bytes) + guard_tail_pages(), 1, bytes);
+    Span* s = h_->alloc_large(pages_of(bytes), 1, bytes);
     EXPECT_NE(s, nullptr);
     if (!s) return nullptr;
-    h_->guard_install_tail(s);
     fill(reinterpret_cast<void*>(s->start), bytes, seed);
     return s;
   }
@@ -345,6 +344,30 @@ TEST_F(Relocation, ShrinkGivesTheTailBack) {
   EXPECT_EQ(first_bad(q, 1 * MiB - guard_bytes(), 33), -1);
 }
 
+// ---- guard pages ----------------------------------------------------------------
+
+// The page heap owns the secure build's guard page: alloc_large and
+// alloc_slab add it to the span and install it, free_span takes it off, and
+// no caller sees it. Elsewhere (or where the kernel has no guards) the span
+// is exactly the pages asked for and the platform sees no guard call.
+TEST_F(Relocation, AllocationsAddAndGuardTheirLastPageAndFreeTakesItOff) {
+  const size_t g = guard_tail_pages();
+  size_t in0 = fake_.calls[FakePlatform::kGuardInstall], out0 = fake_.calls[FakePlatform::kGuardRemove];
+  Span* s = h_->alloc_large(8, 1, 8 * kPageSize);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->npages, 8 + g);
+  Span* t = h_->alloc_slab(3);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->npages, 3 + g);
+  EXPECT_EQ(fake_.calls[FakePlatform::kGuardInstall] - in0, 2 * g) << "one guard per span, installed by the page heap";
+  EXPECT_EQ(fake_.calls[FakePlatform::kGuardRemove] - out0, 0u);
+  h_->free_span(s);
+  t->slab_bytes = 0;  // the small heap let go of it
+  t->heap = nullptr;
+  h_->free_span(t);
+  EXPECT_EQ(fake_.calls[FakePlatform::kGuardRemove] - out0, 2 * g) << "free_span takes each guard off";
+}
+
 // ---- instances ----------------------------------------------------------------
 
 TEST(PageHeapInstances, AreIndependentOfEachOtherAndOfTheProcessHeap) {
@@ -362,8 +385,8 @@ TEST(PageHeapInstances, AreIndependentOfEachOtherAndOfTheProcessHeap) {
   Stats st1{}, st2{};
   h1->get_stats(&st1);
   h2->get_stats(&st2);
-  EXPECT_EQ(st1.large_bytes, 16 * kPageSize);
-  EXPECT_EQ(st2.large_bytes, 32 * kPageSize);
+  EXPECT_EQ(st1.large_bytes, (16 + guard_tail_pages()) * kPageSize);
+  EXPECT_EQ(st2.large_bytes, (32 + guard_tail_pages()) * kPageSize);
   EXPECT_EQ(st1.arenas, 1u);
   EXPECT_EQ(f1.live_reservations(), 2u) << "an arena and its descriptors";
   uintptr_t gone = s1->start;
