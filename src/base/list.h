@@ -6,6 +6,11 @@
 // With kEnds false the list keeps only its head (one pointer: for arrays of
 // many lists, such as the page heap's free-run bins), and has no back(),
 // size() or push_back().
+// With a sentinel kNone (kEnds false only) the head of an empty list is
+// kNone instead of null, so front() is never null: the small heaps' avail
+// lists, whose fast path reads the current slab's free list without a null
+// check (heap.h). The elements' links still end in null; first() is the
+// first element or null, for walks.
 //
 // Invariants (validate() checks them): head->prev and tail->next are null;
 // for every element e on the list, e->next->prev == e; walking from the
@@ -20,18 +25,24 @@
 
 namespace remalloc {
 
-template <class T, T* T::*Next, T* T::*Prev, bool kEnds = true>
+template <class T, T* T::*Next, T* T::*Prev, bool kEnds = true, T* kNone = nullptr>
 class IntrusiveList {
+  // A sentinel head goes with head-only lists (kEnds false); GCC cannot
+  // compare an extern object's address with null at compile time, so this
+  // is said here rather than asserted.
  public:
   constexpr IntrusiveList() = default;
 
+  // The first element; kNone when the list is empty.
   T* front() const { return head_; }
+  // The first element, or null when the list is empty.
+  T* first() const { return head_ == kNone ? nullptr : head_; }
   T* back() const
     requires kEnds
   {
     return ends_.tail;
   }
-  bool empty() const { return head_ == nullptr; }
+  bool empty() const { return head_ == kNone; }
   size_t size() const
     requires kEnds
   {
@@ -41,14 +52,15 @@ class IntrusiveList {
   static T* prev(const T* e) { return e->*Prev; }
 
   // O(1): on this list, provided e is on no other list of the same links.
-  bool contains(const T* e) const { return e->*Prev != nullptr || head_ == e; }
+  bool contains(const T* e) const { return e != kNone && (e->*Prev != nullptr || head_ == e); }
 
   void push_front(T* e) {
-    RM_ASSERT_INTERNAL(e->*Next == nullptr && e->*Prev == nullptr && head_ != e);
+    RM_ASSERT_INTERNAL(e != kNone && e->*Next == nullptr && e->*Prev == nullptr && head_ != e);
+    T* old = first();
     e->*Prev = nullptr;
-    e->*Next = head_;
-    if (head_)
-      head_->*Prev = e;
+    e->*Next = old;
+    if (old)
+      old->*Prev = e;
     else if constexpr (kEnds)
       ends_.tail = e;
     head_ = e;
@@ -69,6 +81,20 @@ class IntrusiveList {
     ends_.size++;
   }
 
+  // Puts e right after `pos`, an element of this list.
+  void insert_after(T* pos, T* e) {
+    RM_ASSERT_INTERNAL(contains(pos) && e != kNone && e->*Next == nullptr && e->*Prev == nullptr && head_ != e);
+    T* n = pos->*Next;
+    e->*Prev = pos;
+    e->*Next = n;
+    pos->*Next = e;
+    if (n)
+      n->*Prev = e;
+    else if constexpr (kEnds)
+      ends_.tail = e;
+    if constexpr (kEnds) ends_.size++;
+  }
+
   // e must be on this list.
   void remove(T* e) {
     RM_ASSERT_INTERNAL(contains(e));
@@ -77,7 +103,7 @@ class IntrusiveList {
     if (p)
       p->*Next = n;
     else
-      head_ = n;
+      head_ = n ? n : kNone;
     if (n)
       n->*Prev = p;
     else if constexpr (kEnds)
@@ -91,7 +117,7 @@ class IntrusiveList {
 
   // Empties the list without touching the elements (their links are stale).
   void reset() {
-    head_ = nullptr;
+    head_ = kNone;
     ends_ = Ends{};
   }
 
@@ -102,7 +128,9 @@ class IntrusiveList {
   void validate(OnError on_error, Each each) const {
     const T* before = nullptr;
     size_t n = 0;
-    for (const T* e = head_; e; before = e, e = e->*Next) {
+    if (head_ == nullptr && kNone != nullptr) on_error("list: null head where the sentinel stands for none", head_);
+    for (const T* e = first(); e; before = e, e = e->*Next) {
+      if (e == kNone) on_error("list: the sentinel is linked in", e);
       if (e->*Prev != before) on_error("list: broken links", e);
       if constexpr (kEnds) {
         if (++n > ends_.size) on_error("list: longer than its count (a cycle?)", e);
@@ -122,7 +150,7 @@ class IntrusiveList {
   };
   struct NoEnds {};
   using Ends = std::conditional_t<kEnds, FullEnds, NoEnds>;
-  T* head_ = nullptr;
+  T* head_ = kNone;
   [[no_unique_address]] Ends ends_;
 };
 

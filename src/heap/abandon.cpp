@@ -96,7 +96,7 @@ RM_NOINLINE void free_to_abandoned(Heap* h, Span* s, void* p) {
 // The owner, at thread exit.
 void seal(Heap* h) {
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
-    for (Span* s = h->avail[c]; s && s != &g_empty_span;) {
+    for (Span* s = h->avail[c].first(); s;) {
       Span* next = s->next;
       avail_remove(h, s);
       for (;;) {
@@ -117,7 +117,7 @@ void seal(Heap* h) {
 // on the avail lists (frees then go to their remote lists again).
 void unseal(Heap* h) {
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
-    for (Span* s = h->full[c]; s;) {
+    for (Span* s = h->full[c].first(); s;) {
       Span* next = s->next;
       if (s->free_list || s->bump < s->capacity) {
         full_remove(h, s);

@@ -17,6 +17,7 @@
 #pragma once
 #include <atomic>
 
+#include "base/list.h"
 #include "heap/size_classes.h"
 #include "pages/page_heap.h"
 
@@ -28,6 +29,12 @@ namespace heap {
 extern Span g_empty_span;
 }  // namespace heap
 
+// A heap's lists of slabs of one class, linked through Span::next/prev. The
+// avail list's head is the empty span when it has none (never null: the
+// fast path reads its free list unchecked); the full list's is null.
+using AvailList = IntrusiveList<Span, &Span::next, &Span::prev, false, &heap::g_empty_span>;
+using FullList = IntrusiveList<Span, &Span::next, &Span::prev, false>;
+
 // States of a heap (Heap::state).
 enum : uint32_t { kHeapLive = 0, kHeapAbandoned = 1, kHeapBackstop = 2 };
 
@@ -36,11 +43,7 @@ constexpr int64_t kProfIdleBytes = int64_t{1} << 20;
 
 struct Heap {
   constexpr Heap() {
-    for (unsigned c = 0; c < sc::kNumClasses; c++) {
-      avail[c] = &heap::g_empty_span;
-      full[c] = nullptr;
-      slabs_made[c] = 0;
-    }
+    for (unsigned c = 0; c < sc::kNumClasses; c++) slabs_made[c] = 0;
   }
   static constexpr unsigned kLargeCacheSlots = 8;
   // Heap profiling (prof/): the bytes this heap's thread may still allocate
@@ -51,12 +54,12 @@ struct Heap {
   // prof_gen: the profiling generation this count was drawn for (prof/).
   int64_t prof_left = kProfIdleBytes;
   uint32_t prof_gen = 0;
-  Span* avail[sc::kNumClasses];  // never null: the empty span when none
+  AvailList avail[sc::kNumClasses];  // front() never null: the empty span when none
   // Recently freed large blocks of at most kLargeCacheMaxPages, kept for
   // reuse without the page-heap lock (kind kSpanCached).
   Span* large_cache[kLargeCacheSlots] = {};
   uint32_t large_cache_next = 0;
-  Span* full[sc::kNumClasses];   // null when none
+  FullList full[sc::kNumClasses];
   // One empty slab per class kept back from the page heap (null when none):
   // a program that frees and allocates the same sizes in turn reuses its
   // pages without page-heap calls, purges and fresh page faults.
@@ -174,7 +177,7 @@ RM_INLINE void* pop_block(Span* s) {
 // The empty heap's slabs have no free block, so its count never changes.
 RM_INLINE void* malloc_fast(size_t size) {
   Heap* h = tl_heap;
-  Span* s = h->avail[sc::class_of(size)];
+  Span* s = h->avail[sc::class_of(size)].front();
   if (RM_LIKELY(s->free_list) && RM_LIKELY((h->prof_left -= int64_t(size)) >= 0)) return pop_block(s);
   return nullptr;
 }

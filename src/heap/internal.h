@@ -55,56 +55,26 @@ void* backstop_alloc(unsigned c);
 // fast path needs no null check); full lists use null. A slab is on exactly
 // one list of its owner (avail or full), or is the owner's spare, or is
 // given back. is_full says which list.
-RM_INLINE void avail_push_front(Heap* h, Span* s) {
-  unsigned c = s->size_class;
-  Span* head = h->avail[c];
-  s->prev = nullptr;
-  s->next = head == &g_empty_span ? nullptr : head;
-  if (s->next) s->next->prev = s;
-  h->avail[c] = s;
-}
+RM_INLINE void avail_push_front(Heap* h, Span* s) { h->avail[s->size_class].push_front(s); }
 
 // Inserts after the current slab (so the current one stays hot).
 RM_INLINE void avail_push_second(Heap* h, Span* s) {
-  unsigned c = s->size_class;
-  Span* head = h->avail[c];
-  if (head == &g_empty_span) {
-    avail_push_front(h, s);
-    return;
-  }
-  s->prev = head;
-  s->next = head->next;
-  if (s->next) s->next->prev = s;
-  head->next = s;
+  AvailList& l = h->avail[s->size_class];
+  if (l.empty())
+    l.push_front(s);
+  else
+    l.insert_after(l.front(), s);
 }
 
-RM_INLINE void avail_remove(Heap* h, Span* s) {
-  unsigned c = s->size_class;
-  if (s->prev)
-    s->prev->next = s->next;
-  else
-    h->avail[c] = s->next ? s->next : &g_empty_span;
-  if (s->next) s->next->prev = s->prev;
-  s->next = s->prev = nullptr;
-}
+RM_INLINE void avail_remove(Heap* h, Span* s) { h->avail[s->size_class].remove(s); }
 
 RM_INLINE void full_push(Heap* h, Span* s) {
-  unsigned c = s->size_class;
-  s->prev = nullptr;
-  s->next = h->full[c];
-  if (s->next) s->next->prev = s;
-  h->full[c] = s;
+  h->full[s->size_class].push_front(s);
   s->is_full = 1;
 }
 
 RM_INLINE void full_remove(Heap* h, Span* s) {
-  unsigned c = s->size_class;
-  if (s->prev)
-    s->prev->next = s->next;
-  else
-    h->full[c] = s->next;
-  if (s->next) s->next->prev = s->prev;
-  s->next = s->prev = nullptr;
+  h->full[s->size_class].remove(s);
   s->is_full = 0;
 }
 

@@ -43,7 +43,7 @@ void free_local_slow(Heap* h, Span* s) {
     s->remote.store(0, std::memory_order_release);
     avail_push_second(h, s);
   }
-  if (s->used == 0 && h->avail[s->size_class] != s) {
+  if (s->used == 0 && h->avail[s->size_class].front() != s) {
     avail_remove(h, s);
     unsigned c = s->size_class;
     if (!h->spare[c] && h->state.load(std::memory_order_relaxed) == kHeapLive) {
@@ -67,7 +67,7 @@ void release_spares(Heap* h) {
 void release_empty_slabs(Heap* h) {
   drain_delayed(h);
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
-    for (Span* s = h->avail[c]; s != &g_empty_span && s;) {
+    for (Span* s = h->avail[c].first(); s;) {
       Span* next = s->next;
       collect_remote(s);
       if (s->used == 0) {
@@ -138,8 +138,8 @@ static void* pop(Span* s) { return pop_block(s); }
 void* heap_alloc(Heap* h, unsigned c) {
   drain_delayed(h);
   for (;;) {
-    Span* s = h->avail[c];
-    if (s == &g_empty_span) break;
+    Span* s = h->avail[c].first();
+    if (!s) break;
     if (s->free_list) return pop(s);
     if (collect_remote(s)) return pop(s);
     if (s->bump < s->capacity) {

@@ -19,8 +19,8 @@ void get_stats(Stats* out) {
     }
     for (unsigned c = 0; c < sc::kNumClasses; c++) {
       for (int list = 0; list < 2; list++) {
-        Span* s = list == 0 ? h->avail[c] : h->full[c];
-        for (int guard = 0; s && s != &g_empty_span && guard < 1000000; guard++) {
+        Span* s = list == 0 ? h->avail[c].first() : h->full[c].first();
+        for (int guard = 0; s && s != &heap::g_empty_span && guard < 1000000; guard++) {
           uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
           out->slabs++;
           out->slabs_by_class[c]++;

@@ -16,12 +16,13 @@ namespace remalloc::heap {
 // Checks heap h's lists (its owner, or the holder of its collector lock).
 static void validate_heap(Heap* h, bool abandoned) {
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    // The lists' own invariants (links, the avail list's sentinel head),
+    // then each slab's.
+    auto broken = [](const char* what, const Span* s) { fatal(what, s ? reinterpret_cast<void*>(s->start) : nullptr); };
     for (int list = 0; list < 2; list++) {
-      Span* prev = nullptr;
-      for (Span* s = list == 0 ? h->avail[c] : h->full[c]; s && s != &g_empty_span; prev = s, s = s->next) {
+      auto each = [&](const Span* s) {
         if (s->kind != kSpanSlab || s->heap != h || s->size_class != c)
           fatal("heaps: a slab on this heap's lists is not its slab of this class", reinterpret_cast<void*>(s->start));
-        if (s->prev != prev) fatal("heaps: broken slab list links", reinterpret_cast<void*>(s->start));
         if (bool(s->is_full) != (list == 1)) fatal("heaps: slab on the wrong list for its full flag", reinterpret_cast<void*>(s->start));
         if (list == 1 && s->remote.load(std::memory_order_relaxed) != 1)
           fatal("heaps: a slab on a full list holds remote frees or is not marked full", reinterpret_cast<void*>(s->start));
@@ -38,7 +39,11 @@ static void validate_heap(Heap* h, bool abandoned) {
           fatal("heaps: an abandoned heap holds a slab that is not marked full, or an empty one",
                 reinterpret_cast<void*>(s->start));
         pages::validate_span(s, true);
-      }
+      };
+      if (list == 0)
+        h->avail[c].validate(broken, each);
+      else
+        h->full[c].validate(broken, each);
     }
     if (Span* s = h->spare[c]) {
       if (abandoned) fatal("heaps: an abandoned heap keeps a spare slab", reinterpret_cast<void*>(s->start));

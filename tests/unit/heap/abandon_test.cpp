@@ -56,7 +56,7 @@ TEST(HeapAbandon, ExitSealsTheHeapAndFreersGiveBlocksBack) {
   // The last block: the slab empties and goes back to the page heap.
   hfree(b[2]);
   EXPECT_NE(s->heap, hb) << "an emptied slab of an abandoned heap is given back at once";
-  EXPECT_EQ(hb->full[sc::class_of(2048)], nullptr);
+  EXPECT_EQ(hb->full[sc::class_of(2048)].first(), nullptr);
   heap::validate_current();
 }
 

@@ -98,7 +98,7 @@ TEST(HeapRemote, FreesIntoAFullSlabGoToTheHeapsDelayedList) {
   EXPECT_NE(slab_of(other), s);
   EXPECT_EQ(s->is_full, 1);
   EXPECT_EQ(remote_of(s), 1u);
-  EXPECT_EQ(h->full[c], s);
+  EXPECT_EQ(h->full[c].first(), s);
 
   void* a = mine[1];
   void* b = mine[2];
@@ -117,9 +117,9 @@ TEST(HeapRemote, FreesIntoAFullSlabGoToTheHeapsDelayedList) {
   EXPECT_EQ(s->is_full, 0);
   EXPECT_EQ(remote_of(s), 0u);
   EXPECT_EQ(s->used, s->capacity - 2);
-  EXPECT_EQ(h->full[c], nullptr);
-  EXPECT_EQ(h->avail[c], slab_of(other));
-  EXPECT_EQ(h->avail[c]->next, s);
+  EXPECT_EQ(h->full[c].first(), nullptr);
+  EXPECT_EQ(h->avail[c].first(), slab_of(other));
+  EXPECT_EQ(h->avail[c].first()->next, s);
   EXPECT_EQ(s->free_list, a) << "a was taken in last";
   heap::validate_current();
 

@@ -53,11 +53,11 @@ TEST(HeapSlabs, AnEmptiedSlabIsKeptAsTheSpareAndReused) {
     while (s->free_list || s->bump < s->capacity) mine.push_back(halloc(size));
     void* other = halloc(size);  // s is full, a second slab is current
     ASSERT_NE(slab_of(other), s);
-    ASSERT_EQ(h->full[c], s);
+    ASSERT_EQ(h->full[c].first(), s);
     for (void* b : mine) hfree(b);
     EXPECT_EQ(h->spare[c], s) << "the emptied slab is kept back";
     EXPECT_EQ(s->used, 0u);
-    EXPECT_EQ(h->full[c], nullptr);
+    EXPECT_EQ(h->full[c].first(), nullptr);
     heap::validate_current();
     // Fill the current slab: the next slab is the spare, not a new one.
     Span* cur = slab_of(other);
