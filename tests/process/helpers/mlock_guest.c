@@ -9,8 +9,9 @@
  *                      setresuid(65534) (drops CAP_IPC_LOCK), as an
  *                      ordinary user with the default limit
  *
- * Prints "mlockall=R errno=E live=L rss_before=B rss_after=A locked=K"
- * (bytes), then "mlock_guest ok" when every check passed. Under the limit
+ * Prints "mlockall=R errno=E live=L rss_before=B rss_after=A locked=K
+ * lib_rss=S" (bytes; S: the resident bytes of the mappings of a file named
+ * libremalloc*, the preloaded library's own code and data), then "mlock_guest ok" when every check passed. Under the limit
  * an allocation may fail, but only with NULL and ENOMEM, the old block of a
  * failed realloc intact. Exit status: 0 ok, 1 a check failed, 2 mlockall
  * failed. */
@@ -32,6 +33,26 @@ static size_t status_kib(const char* key) {
     if (!strncmp(line, key, n) && line[n] == ':') v = strtoul(line + n + 1, NULL, 10);
   fclose(f);
   return v;
+}
+
+/* Resident bytes of the mappings of files whose name contains `name`
+ * (/proc/self/smaps). */
+static size_t mapped_rss(const char* name) {
+  FILE* f = fopen("/proc/self/smaps", "r");
+  if (!f) return 0;
+  char line[512];
+  int in = 0;
+  size_t total = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+      in = strstr(line, name) != NULL;
+    } else if (in && !strncmp(line, "Rss:", 4)) {
+      total += strtoul(line + 4, NULL, 10) << 10;
+    }
+  }
+  fclose(f);
+  return total;
 }
 
 /* One byte every 512, and the last byte when it is not one of those. */
@@ -113,8 +134,8 @@ int main(int argc, char** argv) {
   int r = mlockall(MCL_CURRENT | MCL_FUTURE);
   int err = r ? errno : 0;
   size_t after = status_kib("VmRSS") << 10;
-  printf("mlockall=%d errno=%d live=%zu rss_before=%zu rss_after=%zu locked=%zu\n", r, err, live, before, after,
-         status_kib("VmLck") << 10);
+  printf("mlockall=%d errno=%d live=%zu rss_before=%zu rss_after=%zu locked=%zu lib_rss=%zu\n", r, err, live, before,
+         after, status_kib("VmLck") << 10, mapped_rss("libremalloc"));
   fflush(stdout);
   if (r != 0) return 2;
 
