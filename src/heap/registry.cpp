@@ -95,6 +95,9 @@ static Heap* thread_attach() {
     collector_unlock(h);
     drain_delayed(h);
     unseal(h);
+    // A new thread: its new slabs start small again (size_classes.h), as
+    // a new heap's would, instead of at the size the last owner reached.
+    for (unsigned c = 0; c < sc::kNumClasses; c++) h->slabs_made[c] = 0;
   }
   tl_heap = h;
   tl_state = kThreadLive;
