@@ -28,24 +28,23 @@ static std::atomic<bool> g_atfork{false};
 std::atomic<size_t> g_invalid_frees{0};
 
 // fork: remalloc's locks are held from its prepare handler to its parent or
-// child handler, on behalf of the forking thread (tl_fork_holder): the
+// child handler, on behalf of the forking thread (Mutex::fork_acquire): the
 // program's own atfork handlers run before or after ours in an order we do
 // not choose, and may allocate; they use the held structures as the owner.
-static void fork_prepare() {
-  tl_fork_holder = true;
+// Not static: the unit tests run the handlers from two threads at once.
+void fork_prepare() {
   prof::fork_prepare();
   if constexpr (kSecure) sampled::fork_prepare();
   heap::fork_prepare();
   pages::fork_prepare();
   movers::fork_prepare();
 }
-static void fork_parent() {
+void fork_parent() {
   movers::fork_parent();
   pages::fork_parent();
   heap::fork_parent();
   if constexpr (kSecure) sampled::fork_parent();
   prof::fork_parent();
-  tl_fork_holder = false;
 }
 static void fork_child() {
   background::fork_child();
@@ -54,7 +53,6 @@ static void fork_child() {
   if constexpr (kSecure) sampled::fork_child();
   prof::fork_child();
   movers::after_fork_child();
-  tl_fork_holder = false;
 }
 
 static RM_COLD void invalid(const void* p, const char* what);

@@ -13,13 +13,12 @@ static long futex(std::atomic<uint32_t>* addr, int op, uint32_t val) {
                  nullptr, nullptr, 0);
 }
 
-__thread bool tl_fork_holder = false;
 __thread char tl_lock_self;
 
 void Mutex::lock_slow() {
   // The forking thread, between remalloc's atfork handlers, already holds
   // every fork-held lock: another handler that allocates must not wait.
-  if (fork_held_.load(std::memory_order_relaxed) && tl_fork_holder) return;
+  if (fork_owner_.load(std::memory_order_relaxed) == &tl_lock_self) return;
   for (int i = 0; i < 100; i++) {
     cpu_relax();
     uint32_t expected = 0;

@@ -8,12 +8,8 @@
 
 namespace remalloc {
 
-// Set on the thread that runs fork(): from remalloc's prepare handler until
-// its parent or child handler. While set, the Mutexes that handler took
-// (fork_held) count as held by this thread, so other atfork handlers that
-// run in between (the program's own, in any order) may allocate.
-extern __thread bool tl_fork_holder;
-// A byte per thread whose address names the thread (Mutex::held_by_me).
+// A byte per thread whose address names the thread (Mutex::held_by_me, and
+// the thread a Mutex is held for across fork: Mutex::fork_acquire).
 extern __thread char tl_lock_self;
 // Builds with internal assertions (REMALLOC_DEBUG >= 2: the checked, ASan
 // and TSan builds) record which thread holds each Mutex, so functions that
@@ -38,7 +34,7 @@ class Mutex {
     return ok;
   }
   RM_INLINE void unlock() {
-    if (RM_UNLIKELY(fork_held_.load(std::memory_order_relaxed)) && tl_fork_holder) return;
+    if (RM_UNLIKELY(fork_owner_.load(std::memory_order_relaxed) == &tl_lock_self)) return;
     if constexpr (kTrackLockOwner) owner_.store(nullptr, std::memory_order_relaxed);
     if (RM_UNLIKELY(state_.exchange(0, std::memory_order_release) == 2)) wake();
   }
@@ -47,24 +43,32 @@ class Mutex {
   // RM_ASSERT_INTERNAL at the top of functions that need the lock.
   bool held_by_me() const {
     if constexpr (!kTrackLockOwner) return true;
-    if (fork_held_.load(std::memory_order_relaxed) && tl_fork_holder) return true;
+    if (fork_owner_.load(std::memory_order_relaxed) == &tl_lock_self) return true;
     return owner_.load(std::memory_order_relaxed) == &tl_lock_self;
   }
   // fork: the prepare handler takes the lock for the forking thread, which
-  // may then use what it guards (lock/unlock are no-ops for it) until the
-  // parent handler releases it or the child handler resets it.
+  // may then use what it guards (lock/unlock are no-ops for it: the
+  // program's atfork handlers that run between remalloc's may allocate)
+  // until the parent handler releases it or the child handler resets it.
+  // The lock knows *which* thread it is held for: another thread that
+  // forks at the same time waits in its own prepare handler. (It was a
+  // flag plus a per-thread "I am forking" bit, set before the locks were
+  // taken: a second forking thread found the flag of the first and the bit
+  // of its own, took the lock for held and went on; the first one's parent
+  // handler then unlocked it under the second. Fork.SpawnFromManyThreads,
+  // checked build: "assertion failed: lock_.held_by_me()".)
   void fork_acquire() {
     lock();
-    fork_held_.store(true, std::memory_order_relaxed);
+    fork_owner_.store(&tl_lock_self, std::memory_order_relaxed);
   }
   void fork_release() {
-    fork_held_.store(false, std::memory_order_relaxed);
+    fork_owner_.store(nullptr, std::memory_order_relaxed);
     unlock();
   }
   // In a fork child: the lock was taken by the prepare handler of the
   // thread that forked; the child has only that thread, so reset it.
   void reset_in_child() {
-    fork_held_.store(false, std::memory_order_relaxed);
+    fork_owner_.store(nullptr, std::memory_order_relaxed);
     owner_.store(nullptr, std::memory_order_relaxed);
     state_.store(0, std::memory_order_relaxed);
   }
@@ -74,9 +78,9 @@ class Mutex {
   void wake();
   // 0 unlocked, 1 locked, 2 locked with waiters.
   std::atomic<uint32_t> state_{0};
-  // Held by the fork prepare handler on behalf of the forking thread
-  // (tl_fork_holder); only that thread treats it as its own.
-  std::atomic<bool> fork_held_{false};
+  // The forking thread's tl_lock_self while the prepare handler holds the
+  // lock for it (null otherwise); only that thread treats it as its own.
+  std::atomic<const char*> fork_owner_{nullptr};
   // The holder's tl_lock_self (kTrackLockOwner builds only; else null).
   std::atomic<const char*> owner_{nullptr};
 };
