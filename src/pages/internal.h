@@ -105,7 +105,10 @@ class PageHeap {
   std::atomic<uint32_t>* background_word() { return &bg_seq_; }
   void set_background(bool active);
   bool purge_work_seen() const { return work_seen_.load(std::memory_order_relaxed); }
-  void fork_prepare() { lock_.fork_acquire(); }
+  void fork_prepare() {
+    lock_.fork_acquire();
+    purge_before_fork_locked();
+  }
   void fork_parent() { lock_.fork_release(); }
   void fork_child();
   void get_stats(Stats* out);
@@ -224,6 +227,7 @@ class PageHeap {
   void maybe_purge(uint64_t now, size_t credit_pages = 0);
   // Purges every dirty run and heals every split run.
   RM_RARE void purge_all_locked();
+  void purge_before_fork_locked();
   // A recently freed run whose memory is still resident and that can hold
   // the request, and the offset in it that lands on its dirty pages.
   Span* find_resident(size_t npages, size_t align, size_t phase, Region region, size_t* skip);

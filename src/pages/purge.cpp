@@ -309,6 +309,22 @@ void PageHeap::purge_all_locked() {
   next_purge_ns_ = ~uint64_t{0};
 }
 
+// Before a fork (the prepare handler, the lock held for the forking
+// thread): the decay's dirty free pages go back now. They are garbage that
+// fork would copy the page-table entries of into the child (and write-
+// protect), and that the parent would then copy on write when it reuses
+// them while the child lives (Redis's BGSAVE child, for seconds). Measured
+// on `bench_forklat short` (fork + exit + wait after reallocs and frees),
+// 6 alternating runs, quiet machine: 13.3 ms per fork with the dirty pages
+// kept, 7.4 ms with REMALLOC_PURGE_DELAY=0, glibc 6.3 ms. The purge costs
+// what the decay would have paid later; the heals and descriptors wait.
+void PageHeap::purge_before_fork_locked() {
+  RM_NEEDS_LOCK();
+  if (lru_.empty()) return;
+  while (!lru_.empty()) purge_run(lru_.back());
+  next_purge_ns_ = ~uint64_t{0};
+}
+
 // ---- the background thread's share ------------------------------------------
 void PageHeap::set_background(bool active) {
   LockGuard g(lock_);
