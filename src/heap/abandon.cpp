@@ -13,9 +13,12 @@
 //
 // Invariants of an abandoned heap (validate.cpp checks them): no avail
 // slab, spare or cached large block; every slab on a full list with
-// `remote` exactly 1 (marked, no list) and used > 0 (a slab that empties is
-// given back at once). Never more than one collector lock is held by a
-// thread, and the page lock is the only one taken under it.
+// used > 0 (a slab that empties is given back at once) and `remote`
+// exactly 1 (marked, no list), except while a freer that saw the heap live
+// has unmarked it: the block it sent is then on `delayed`, and whoever
+// gives that block back marks the slab again and takes in its list.
+// Never more than one collector lock is held by a thread, and the page
+// lock is the only one taken under it.
 #include <sched.h>
 
 #include "heap/internal.h"
@@ -41,7 +44,20 @@ static size_t give_back_abandoned(Heap* h, Span* s, void* p) {
   RM_ASSERT_INTERNAL(s->heap == h && s->is_full && s->used > 0);
   pages::link_store(p, s->free_list);
   s->free_list = p;
-  if (--s->used) return 0;
+  s->used--;
+  if (RM_UNLIKELY(s->remote.load(std::memory_order_relaxed) != 1)) {
+    // A freer that still saw the heap live unmarked the slab (p is the
+    // block it sent): mark it again and take in what others pushed since.
+    uintptr_t v = s->remote.exchange(1, std::memory_order_acq_rel);
+    if (void* list = remote_head(v)) {
+      void* tail = list;
+      while (void* nx = pages::link_load(tail)) tail = nx;
+      pages::link_store(tail, s->free_list);
+      s->free_list = list;
+      s->used -= remote_count(v);
+    }
+  }
+  if (s->used) return 0;
   full_remove(h, s);
   s->remote.store(0, std::memory_order_relaxed);
   release_slab(s);
@@ -121,8 +137,9 @@ void unseal(Heap* h) {
       Span* next = s->next;
       if (s->free_list || s->bump < s->capacity) {
         full_remove(h, s);
-        // Nobody pushes onto a full slab's list, so only the flag is there.
-        s->remote.store(0, std::memory_order_release);
+        // Unmark it (a live freer may have done so already: its list stays).
+        uintptr_t marked = 1;
+        s->remote.compare_exchange_strong(marked, 0, std::memory_order_acq_rel, std::memory_order_relaxed);
         avail_push_front(h, s);
       }
       s = next;

@@ -9,8 +9,11 @@
 // Invariants (validate.cpp checks them):
 // - a slab is on exactly one list of its owner heap, or is its spare, and
 //   its size_class is the list's class;
-// - is_full == 1 iff it is on the full list, and then `remote` == 1 (the
-//   flag, no blocks: it is set only when the remote list is empty);
+// - is_full == 1 iff it is on the full list; `remote` == 1 (the flag, no
+//   blocks: it is set only when the remote list is empty) only then. A full
+//   slab's word is 1 until the first free by another thread unmarks it
+//   and sends that block to the delayed list (remote.cpp); the owner moves
+//   the slab back to its avail list when it takes that block in;
 // - used = blocks handed out and not yet given back to the owner; a slab
 //   whose `used` reaches 0 is given back (or kept as the spare) unless it
 //   is the current slab of its class;
@@ -39,8 +42,10 @@ void release_slab(Span* s) {
 void free_local_slow(Heap* h, Span* s) {
   if (s->is_full) {
     full_remove(h, s);
-    // Nobody pushes onto a full slab's list, so only the flag is there.
-    s->remote.store(0, std::memory_order_release);
+    // Unmark it, unless the freer that sent this block did (the word may
+    // then hold a list, which stays).
+    uintptr_t marked = 1;
+    s->remote.compare_exchange_strong(marked, 0, std::memory_order_acq_rel, std::memory_order_relaxed);
     avail_push_second(h, s);
   }
   if (s->used == 0 && h->avail[s->size_class].front() != s) {

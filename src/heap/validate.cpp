@@ -3,8 +3,9 @@
 // Checks the calling thread's heap and every abandoned heap whose collector
 // lock it can take, against the invariants written in slabs.cpp and
 // abandon.cpp (each slab on the list its flag says, of its class and owner,
-// list links, a marked full slab holds no remote frees, the remote count
-// is the remote list's length, spares are empty,
+// list links, only a slab on a full list is marked full and then holds no
+// remote list, the remote count is the remote list's length, spares are
+// empty,
 // an abandoned heap holds only marked, non-empty slabs and no cached
 // block), each slab against the span/slab contract (pages::validate_span),
 // and the registry (registry.cpp). Aborts with a message on the first
@@ -24,16 +25,22 @@ static void validate_heap(Heap* h, bool abandoned) {
         if (s->kind != kSpanSlab || s->heap != h || s->size_class != c)
           fatal("heaps: a slab on this heap's lists is not its slab of this class", reinterpret_cast<void*>(s->start));
         if (bool(s->is_full) != (list == 1)) fatal("heaps: slab on the wrong list for its full flag", reinterpret_cast<void*>(s->start));
-        if (list == 1 && s->remote.load(std::memory_order_relaxed) != 1)
-          fatal("heaps: a slab on a full list holds remote frees or is not marked full", reinterpret_cast<void*>(s->start));
-        if (list == 0) {
-          // The remote list's count (one load: blocks under the head stay
-          // put while other threads push) is its length.
-          uintptr_t v = s->remote.load(std::memory_order_acquire);
+        // The remote list's count (one load: blocks under the head stay put
+        // while other threads push) is its length. A slab on a full list is
+        // marked (the word 1), unless a freer unmarked it; its first block
+        // is then on (or on its way to) the delayed list, and the word
+        // holds a list like an avail slab's (remote.cpp).
+        uintptr_t v = s->remote.load(std::memory_order_acquire);
+        if (v & 1) {
+          if (list == 0 || v != 1)
+            fatal("heaps: a slab's remote word is marked full off the full list, or marked with a list",
+                  reinterpret_cast<void*>(s->start));
+        } else {
           uint32_t n = 0;
           for (void* b = remote_head(v); b && n <= s->capacity; b = pages::link_load(b)) n++;
           if (n != remote_count(v))
             fatal("heaps: a slab's remote count is not the length of its remote list", reinterpret_cast<void*>(s->start));
+          if (n > s->used) fatal("heaps: a slab's remote list is longer than its used count", reinterpret_cast<void*>(s->start));
         }
         if (abandoned && (list == 0 || s->used == 0))
           fatal("heaps: an abandoned heap holds a slab that is not marked full, or an empty one",

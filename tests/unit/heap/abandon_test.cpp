@@ -63,6 +63,42 @@ TEST(HeapAbandon, ExitSealsTheHeapAndFreersGiveBlocksBack) {
   heap::validate_current();
 }
 
+TEST(HeapAbandon, ASlabAFreerUnmarkedAcrossTheExitIsMarkedAgainByTheGiveBack) {
+  void* b[3];
+  Heap* hb;
+  {
+    Peer peer;
+    peer.run([&] {
+      for (auto& x : b) x = halloc(2048);
+    });
+    hb = peer.heap();
+  }  // the peer exits: its heap is abandoned, its slabs marked
+  Span* s = slab_of(b[0]);
+  ASSERT_EQ(s->heap, hb);
+  ASSERT_EQ(remote_of(s), 1u);
+  ASSERT_EQ(s->used, 3u);
+  // A freer of b[0] saw the heap live before the exit and stalled; now it
+  // unmarks the slab, as the first free into a marked slab of a live heap
+  // does ...
+  uintptr_t marked = 1;
+  ASSERT_TRUE(s->remote.compare_exchange_strong(marked, 0));
+  // ... so another free takes the slab's list, as in a live heap ...
+  hfree(b[1]);
+  EXPECT_EQ(remote_of(s), addr(b[1]));
+  EXPECT_EQ(hb->delayed.load(), 0u);
+  // ... then it sends b[0] to the delayed list, finds the heap abandoned
+  // and gives back what waits there (free_remote's steps).
+  heap::push_delayed(hb, b[0]);
+  heap::collect_abandoned(hb);
+  EXPECT_EQ(hb->delayed.load(), 0u);
+  EXPECT_EQ(s->remote.load(), 1u) << "the give-back marks the slab again";
+  EXPECT_EQ(s->used, 1u) << "and takes in the block on its list too";
+  heap::validate_current();
+  hfree(b[2]);
+  EXPECT_NE(s->heap, hb) << "emptied: given back to the page heap";
+  heap::validate_current();
+}
+
 TEST(HeapAbandon, ANewThreadAdoptsTheHeapAndReusesItsFreeBlocks) {
   void* b[4];
   Heap* hb;

@@ -103,30 +103,36 @@ TEST(HeapRemote, FreesIntoAFullSlabGoToTheHeapsDelayedList) {
   void* a = mine[1];
   void* b = mine[2];
   peer.run([&] { hfree(a); });
-  EXPECT_EQ(h->delayed.load(), addr(a)) << "a free into a marked slab goes to the owner heap";
-  EXPECT_EQ(remote_of(s), 1u) << "the marked slab's remote list stays empty";
+  EXPECT_EQ(h->delayed.load(), addr(a)) << "the first free into a marked slab goes to the owner heap";
+  EXPECT_EQ(next_of(a), nullptr);
+  EXPECT_EQ(s->remote.load(), 0u) << "and unmarks the slab";
+  EXPECT_EQ(s->is_full, 1) << "which stays on the full list until the owner looks";
   EXPECT_EQ(s->used, s->capacity);
+  heap::validate_current();
   peer.run([&] { hfree(b); });
-  EXPECT_EQ(h->delayed.load(), addr(b));
-  EXPECT_EQ(next_of(b), a);
+  EXPECT_EQ(h->delayed.load(), addr(a)) << "the frees after the first one do not reach the heap";
+  EXPECT_EQ(remote_of(s), addr(b)) << "they take the slab's remote list";
+  EXPECT_EQ(remote_n(s), 1u);
+  heap::validate_current();
 
   // The owner takes the delayed list in: the slab is back on the avail
-  // list, behind the current slab, unmarked.
+  // list, behind the current slab, its remote list untouched.
   heap::drain_delayed(h);
   EXPECT_EQ(h->delayed.load(), 0u);
   EXPECT_EQ(s->is_full, 0);
-  EXPECT_EQ(remote_of(s), 0u);
-  EXPECT_EQ(s->used, s->capacity - 2);
+  EXPECT_EQ(remote_of(s), addr(b));
+  EXPECT_EQ(s->used, s->capacity - 1);
   EXPECT_EQ(h->full[c].first(), nullptr);
   EXPECT_EQ(h->avail[c].first(), slab_of(other));
   EXPECT_EQ(h->avail[c].first()->next, s);
-  EXPECT_EQ(s->free_list, a) << "a was taken in last";
+  EXPECT_EQ(s->free_list, a) << "a was taken in";
   heap::validate_current();
 
-  // Frees into it are remote frees again.
+  // Frees into it are remote frees.
   void* d = mine[3];
   peer.run([&] { hfree(d); });
   EXPECT_EQ(remote_of(s), addr(d));
+  EXPECT_EQ(remote_n(s), 2u);
   EXPECT_EQ(h->delayed.load(), 0u);
   heap::collect_remote(s);
   for (size_t i = 0; i < mine.size(); i++)
@@ -146,20 +152,22 @@ TEST(HeapRemote, ASlabEmptiedByRemoteFreesGoesBackWhenTheOwnerLooks) {
   void* other = halloc(512);
   ASSERT_EQ(s->is_full, 1);
   // Every block of the full slab freed by the peer: the first reaches the
-  // delayed list; the rest too (the slab stays marked until the owner looks).
+  // delayed list, the rest the slab's list (the slab is unmarked but on the
+  // full list until the owner looks); no freer sees the slab empty, since
+  // the first block is still counted.
   peer.run([&] {
     for (void* b : mine) hfree(b);
   });
   EXPECT_EQ(s->used, s->capacity);
-  Span* spare_before = h->spare[s->size_class];
+  EXPECT_EQ(remote_n(s), s->capacity - 1);
+  EXPECT_EQ(h->delayed.load(), addr(mine[0]));
+  heap::release_spares(h);
   heap::drain_delayed(h);
-  // Empty: kept as the spare (none was kept) or given back.
-  if (!spare_before) {
-    EXPECT_EQ(h->spare[s->size_class], s);
-    EXPECT_EQ(s->used, 0u);
-  } else {
-    EXPECT_NE(s->heap, h);
-  }
+  // The owner takes the first block in, finds the rest on the slab's list:
+  // empty, kept as the spare (there was none).
+  EXPECT_EQ(h->spare[s->size_class], s);
+  EXPECT_EQ(s->used, 0u);
+  EXPECT_EQ(s->remote.load(), 0u);
   heap::validate_current();
   hfree(other);
 }
