@@ -26,6 +26,12 @@ void fork_parent() {
 void fork_child() {
   g_heaps_lock.reset_in_child();
   g_backstop_lock.reset_in_child();
+  // Only this thread exists in the child: the heaps of the others are owned
+  // by nobody and no longer count as owned by a thread (slab sizes,
+  // kManyHeaps).
+  Heap* self = tl_heap;
+  g_live_heaps.store(self != &g_empty_heap && self->state.load(std::memory_order_relaxed) == kHeapLive ? 1 : 0,
+                     std::memory_order_relaxed);
   Heap** link = &g_abandoned;
   while (Heap* h = *link) {
     if (h->collector.load(std::memory_order_relaxed)) {

@@ -42,6 +42,11 @@ extern Mutex g_heaps_lock;
 extern Heap* g_all_heaps;      // every heap ever made, linked by next_all
 extern Heap* g_abandoned;      // heaps of exited threads, not yet adopted
 extern size_t g_heap_count;    // length of g_all_heaps
+// Heaps owned by a thread: +1 when a thread attaches one (new or adopted),
+// -1 when it abandons it (written under g_heaps_lock; read without it by
+// new_slab, which sizes slabs by it: size_classes.h, kManyHeaps).
+// <= g_heap_count.
+extern std::atomic<uint32_t> g_live_heaps;
 // A fresh heap from the pool, registered (g_heaps_lock held); null when out
 // of memory. Heaps are never freed.
 Heap* new_heap_locked();

@@ -29,6 +29,7 @@ Mutex g_heaps_lock;
 Heap* g_all_heaps;
 Heap* g_abandoned;
 size_t g_heap_count;
+std::atomic<uint32_t> g_live_heaps{0};
 static char* g_pool_cur;  // bump pool for Heap structs
 static char* g_pool_end;
 
@@ -86,6 +87,7 @@ static Heap* thread_attach() {
     } else {
       h = new_heap_locked();
     }
+    if (h) g_live_heaps.store(g_live_heaps.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   if (!h) return nullptr;
   if (adopted) {
@@ -116,6 +118,7 @@ void thread_done(Heap* h) {
   {
     LockGuard g(g_heaps_lock);
     h->state.store(kHeapAbandoned, std::memory_order_seq_cst);
+    g_live_heaps.store(g_live_heaps.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     h->next_abandoned = g_abandoned;
     g_abandoned = h;
   }

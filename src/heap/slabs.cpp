@@ -120,6 +120,7 @@ static Span* new_slab(Heap* h, unsigned c) {
   const sc::ClassInfo& ci = sc::kInfo[c];
   unsigned made = h->slabs_made[c];
   size_t npages = sc::slab_pages_nth(c, made);
+  if (npages > ci.many_pages && g_live_heaps.load(std::memory_order_relaxed) > sc::kManyHeaps) npages = ci.many_pages;
   Span* s = pages::alloc_slab(npages);  // plus the secure build's guard page, installed
   if (!s) return nullptr;
   if (made < sc::kSlabGrowthSteps) h->slabs_made[c] = uint8_t(made + 1);

@@ -76,6 +76,8 @@ void validate_current() {
       if (x->state.load(std::memory_order_relaxed) > kHeapBackstop) fatal("heaps: heap in an unknown state", x);
     }
     if (n != g_heap_count) fatal("heaps: registry shorter than the heap count", nullptr);
+    if (g_live_heaps.load(std::memory_order_relaxed) > g_heap_count)
+      fatal("heaps: more heaps owned by threads than heaps", nullptr);
     if (!found) fatal("heaps: this thread's heap is not registered", h);
     for (Heap* x = g_abandoned; x; x = x->next_abandoned) {
       if (x->state.load(std::memory_order_relaxed) != kHeapAbandoned)

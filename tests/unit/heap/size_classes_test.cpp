@@ -131,6 +131,25 @@ TEST(SizeClasses, SlabGeometry) {
 // off / size exactly on block boundaries and at most one more elsewhere
 // (ceil(2^32 / size) rounds up, so q may reach the next block just below a
 // boundary), and the 32-bit product must not wrap.
+TEST(SizeClasses, ManyHeapsSlabsAreSmallerWithinTheSameBounds) {
+  unsigned smaller = 0;
+  for (unsigned c = 0; c < kNumClasses; c++) {
+    const sc::ClassInfo& ci = kInfo[c];
+    size_t bytes = size_t(ci.many_pages) * kPageSize;
+    EXPECT_LE(ci.many_pages, ci.pages) << "class " << c;
+    EXPECT_GE(ci.many_pages, sc::kManyHeapsPages) << "class " << c;
+    EXPECT_GE(bytes / ci.size, 8u) << "class " << c;
+    EXPECT_LE((bytes - bytes / ci.size * ci.size) * 8, bytes) << "class " << c;
+    // The fewest pages from kManyHeapsPages on that meet the bounds.
+    if (ci.many_pages > sc::kManyHeapsPages && ci.many_pages < ci.pages) {
+      size_t less = bytes - kPageSize;
+      EXPECT_TRUE(less / ci.size < 8 || (less - less / ci.size * ci.size) * 8 > less) << "class " << c;
+    }
+    smaller += ci.many_pages < ci.pages;
+  }
+  EXPECT_GT(smaller, kNumClasses / 2) << "most classes get smaller slabs";
+}
+
 TEST(SizeClasses, ReciprocalExactAtEveryOffsetOfEverySlab) {
   for (unsigned c = 0; c < kNumClasses; c++) {
     const sc::ClassInfo& ci = kInfo[c];

@@ -4,6 +4,12 @@
 // before a new one is made; the validator catches a slab on the wrong list.
 #include "heap_test_util.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
+
 namespace {
 
 using namespace heaptest;
@@ -28,6 +34,74 @@ TEST(HeapSlabs, FirstSlabIsSmallAndTheNextOnesDouble) {
     for (void* p : blocks) hfree(p);
     heap::validate_current();
   });
+}
+
+TEST(HeapSlabs, WithMoreThanManyHeapsLiveNewSlabsStopGrowingAtManyPages) {
+  const size_t size = 256;
+  const unsigned c = sc::class_of(size);
+  ASSERT_LT(sc::kInfo[c].many_pages, sc::kInfo[c].pages);
+  // Slabs of one thread, made in turn; returns the pages of the last one
+  // after `n` new slabs.
+  Peer worker;
+  std::vector<void*> blocks;
+  auto slab_pages_after = [&](unsigned n) {
+    size_t pages = 0;
+    worker.run([&] {
+      heap::release_spares(heap::tl_heap);
+      Span* last = blocks.empty() ? nullptr : slab_of(blocks.back());
+      for (unsigned made = 0; made < n;) {
+        void* p = halloc(size);
+        blocks.push_back(p);
+        if (slab_of(p) != last) {
+          last = slab_of(p);
+          made++;
+        }
+      }
+      pages = last->npages - pages::guard_tail_pages();
+    });
+    return pages;
+  };
+  // Few threads: the slabs grow to the full size.
+  ASSERT_LE(heap::g_live_heaps.load(), sc::kManyHeaps) << "other threads of this test binary still own heaps";
+  EXPECT_EQ(slab_pages_after(sc::kSlabGrowthSteps + 1), sc::kInfo[c].pages);
+  {
+    // More threads than kManyHeaps own heaps: new slabs are many_pages.
+    std::vector<std::unique_ptr<Peer>> others;
+    while (heap::g_live_heaps.load() <= sc::kManyHeaps) {
+      others.push_back(std::make_unique<Peer>());
+      others.back()->run([] { hfree(halloc(32)); });  // attaches a heap
+    }
+    EXPECT_EQ(slab_pages_after(2), sc::kInfo[c].many_pages);
+  }  // they exit and abandon their heaps
+  EXPECT_LE(heap::g_live_heaps.load(), sc::kManyHeaps);
+  EXPECT_EQ(slab_pages_after(2), sc::kInfo[c].pages) << "full slabs again once they are gone";
+  worker.run([&] {
+    for (void* p : blocks) hfree(p);
+    heap::validate_current();
+  });
+}
+
+// In a fork child only the forking thread exists: the heaps of the others
+// no longer count, and the child's new slabs grow to the full size again.
+TEST(HeapSlabs, AForkChildCountsOnlyTheForkingThreadsHeap) {
+  hfree(halloc(32));  // this thread owns a heap
+  std::vector<std::unique_ptr<Peer>> others;
+  while (heap::g_live_heaps.load() <= sc::kManyHeaps) {
+    others.push_back(std::make_unique<Peer>());
+    others.back()->run([] { hfree(halloc(32)); });
+  }
+  heap::fork_prepare();
+  pid_t pid = fork();
+  if (pid == 0) {
+    heap::fork_child();
+    _exit(heap::g_live_heaps.load() == 1 ? 0 : 10 + int(heap::g_live_heaps.load()));
+  }
+  heap::fork_parent();
+  ASSERT_GT(pid, 0);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the child counted " << (WEXITSTATUS(st) - 10) << " heaps";
+  EXPECT_GT(heap::g_live_heaps.load(), sc::kManyHeaps) << "the parent's threads still own theirs";
 }
 
 TEST(HeapSlabs, FreshBlocksAreLinkedAPageAtATime) {
