@@ -19,16 +19,22 @@ bool on_abandoned_list(Heap* h) {
   return false;
 }
 
+// Three 2 KiB blocks of a peer that then exits (its heap is abandoned, its
+// slabs marked full); returns that heap.
+Heap* blocks_of_an_exited_thread(void* (&b)[3]) {
+  Heap* hb;
+  Peer peer;
+  peer.run([&] {
+    for (auto& x : b) x = halloc(2048);
+  });
+  hb = peer.heap();
+  peer.stop();
+  return hb;
+}
+
 TEST(HeapAbandon, ExitSealsTheHeapAndFreersGiveBlocksBack) {
   void* b[3];
-  Heap* hb;
-  {
-    Peer peer;
-    peer.run([&] {
-      for (auto& x : b) x = halloc(2048);
-    });
-    hb = peer.heap();
-  }  // the peer exits: its heap is abandoned
+  Heap* hb = blocks_of_an_exited_thread(b);
   Span* s = slab_of(b[0]);
   ASSERT_EQ(s->heap, hb);
   EXPECT_EQ(hb->state.load(), kHeapAbandoned);
@@ -65,14 +71,7 @@ TEST(HeapAbandon, ExitSealsTheHeapAndFreersGiveBlocksBack) {
 
 TEST(HeapAbandon, ASlabAFreerUnmarkedAcrossTheExitIsMarkedAgainByTheGiveBack) {
   void* b[3];
-  Heap* hb;
-  {
-    Peer peer;
-    peer.run([&] {
-      for (auto& x : b) x = halloc(2048);
-    });
-    hb = peer.heap();
-  }  // the peer exits: its heap is abandoned, its slabs marked
+  Heap* hb = blocks_of_an_exited_thread(b);
   Span* s = slab_of(b[0]);
   ASSERT_EQ(s->heap, hb);
   ASSERT_EQ(remote_of(s), 1u);
