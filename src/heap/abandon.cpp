@@ -48,14 +48,7 @@ static size_t give_back_abandoned(Heap* h, Span* s, void* p) {
   if (RM_UNLIKELY(s->remote.load(std::memory_order_relaxed) != 1)) {
     // A freer that still saw the heap live unmarked the slab (p is the
     // block it sent): mark it again and take in what others pushed since.
-    uintptr_t v = s->remote.exchange(1, std::memory_order_acq_rel);
-    if (void* list = remote_head(v)) {
-      void* tail = list;
-      while (void* nx = pages::link_load(tail)) tail = nx;
-      pages::link_store(tail, s->free_list);
-      s->free_list = list;
-      s->used -= remote_count(v);
-    }
+    take_remote_list(s, s->remote.exchange(1, std::memory_order_acq_rel));
   }
   if (s->used) return 0;
   full_remove(h, s);
@@ -137,9 +130,7 @@ void unseal(Heap* h) {
       Span* next = s->next;
       if (s->free_list || s->bump < s->capacity) {
         full_remove(h, s);
-        // Unmark it (a live freer may have done so already: its list stays).
-        uintptr_t marked = 1;
-        s->remote.compare_exchange_strong(marked, 0, std::memory_order_acq_rel, std::memory_order_relaxed);
+        unmark_full(s);  // (a live freer may have done so already)
         avail_push_front(h, s);
       }
       s = next;

@@ -116,15 +116,12 @@ constexpr uintptr_t kRemotePtrMask = kRemoteCountOne - 1;
 RM_INLINE void* remote_head(uintptr_t v) { return reinterpret_cast<void*>(v & kRemotePtrMask); }
 RM_INLINE uint32_t remote_count(uintptr_t v) { return uint32_t(v >> kRemoteCountShift); }
 
-// Moves slab s's remote frees onto its free list with one exchange and
-// returns how many (owner only; s must not be marked full). Walks the list
-// only when the free list is not empty (to find its tail), which the
-// refill never asks for.
-RM_INLINE uint32_t collect_remote(Span* s) {
-  if (s->remote.load(std::memory_order_relaxed) == 0) return 0;
-  uintptr_t v = s->remote.exchange(0, std::memory_order_acquire);
-  if (v == 0) return 0;
+// Puts the list of a remote word taken whole (v, by exchange) in front of
+// slab s's free list and counts its blocks as given back; returns how many
+// (owner only).
+RM_INLINE uint32_t take_remote_list(Span* s, uintptr_t v) {
   void* list = remote_head(v);
+  if (!list) return 0;
   uint32_t n = remote_count(v);
   if (s->free_list) {
     void* tail = list;
@@ -134,6 +131,20 @@ RM_INLINE uint32_t collect_remote(Span* s) {
   s->free_list = list;
   s->used -= n;
   return n;
+}
+// Moves slab s's remote frees onto its free list with one exchange and
+// returns how many (owner only; s must not be marked full). Walks the list
+// only when the free list is not empty (to find its tail), which the
+// refill never asks for.
+RM_INLINE uint32_t collect_remote(Span* s) {
+  if (s->remote.load(std::memory_order_relaxed) == 0) return 0;
+  return take_remote_list(s, s->remote.exchange(0, std::memory_order_acquire));
+}
+// Clears slab s's "marked full" word (1 -> 0) when it is set; a word a
+// freer already unmarked, which may hold a list, stays as it is.
+RM_INLINE void unmark_full(Span* s) {
+  uintptr_t marked = 1;
+  s->remote.compare_exchange_strong(marked, 0, std::memory_order_acq_rel, std::memory_order_relaxed);
 }
 
 // Takes in h's delayed list: each block back to its slab (owner only).

@@ -42,10 +42,7 @@ void release_slab(Span* s) {
 void free_local_slow(Heap* h, Span* s) {
   if (s->is_full) {
     full_remove(h, s);
-    // Unmark it, unless the freer that sent this block did (the word may
-    // then hold a list, which stays).
-    uintptr_t marked = 1;
-    s->remote.compare_exchange_strong(marked, 0, std::memory_order_acq_rel, std::memory_order_relaxed);
+    unmark_full(s);  // unless the freer that sent this block did
     avail_push_second(h, s);
   }
   if (s->used == 0 && h->avail[s->size_class].front() != s) {
