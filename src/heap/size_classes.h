@@ -8,9 +8,16 @@
 // (4096 + 64), sits between 4096 and 4608: a page's worth of data plus a
 // header (Redis's 4 KiB values are 4100-byte sds strings; a 4 KiB buffer
 // with a length or a refcount in front) took a 4608-byte block, 12% waste;
-// now 1.5%. It costs class_of one compare for sizes above 1 KiB. Each class
-// has a slab size (in pages) chosen so that a slab holds at least 8 blocks
-// and wastes at most 1/8 of its bytes.
+// now 1.5%. And one below it, 4112 (4096 + 16), for a page with a header of
+// up to 16 bytes (Redis's 4100-byte strings again, a glibc-style 16-byte
+// chunk header): the 4160 class still wasted 60 bytes a block and 2 KiB a
+// 33-page slab, 1.6 KiB a 4100-byte value where glibc's chunk takes 4112;
+// the 4112 class's full slab is 129 pages for 128 blocks (1,904 bytes left
+// over), 4128 bytes a block: a Redis server holding 85k such values took
+// 8 MiB less (bench/report/threads-kept-2026-12-04.md). Each costs class_of
+// one compare for sizes above 1 KiB. Each class has a slab size (in pages)
+// chosen so that a slab holds at least 8 blocks and wastes at most 1/8 of
+// its bytes.
 #pragma once
 #include <array>
 
@@ -20,11 +27,14 @@ namespace remalloc::sc {
 
 constexpr size_t kMaxSmall = size_t{64} << 10;
 constexpr unsigned kClassesPerDoubling = 8;
-// The class just above a page (see above), and its index: the regular
-// series' index of 4608, which with every later class moves up by one.
+// The two classes just above a page (see above), and their indexes: the
+// regular series' index of 4608 is the first's, and with every later class
+// moves up by two.
+constexpr size_t kPageTightClass = 4096 + 16;
+constexpr unsigned kPageTightIndex = 8 + kClassesPerDoubling * (12 - 7);  // 48
 constexpr size_t kPagePlusClass = 4096 + 64;
-constexpr unsigned kPagePlusIndex = 8 + kClassesPerDoubling * (12 - 7);  // 48
-constexpr unsigned kNumClasses = 8 + kClassesPerDoubling * (16 - 7) + 1;  // 81
+constexpr unsigned kPagePlusIndex = kPageTightIndex + 1;                  // 49
+constexpr unsigned kNumClasses = 8 + kClassesPerDoubling * (16 - 7) + 2;  // 82
 
 // The regular series: 16-byte steps to 128, then eight per power of two.
 constexpr size_t series_size(unsigned c) {
@@ -35,19 +45,22 @@ constexpr size_t series_size(unsigned c) {
 }
 
 constexpr size_t class_size(unsigned c) {
-  if (c < kPagePlusIndex) return series_size(c);
+  if (c < kPageTightIndex) return series_size(c);
+  if (c == kPageTightIndex) return kPageTightClass;
   if (c == kPagePlusIndex) return kPagePlusClass;
-  return series_size(c - 1);
+  return series_size(c - 2);
 }
 
 // Size to class for sizes above 128 (and up to kMaxSmall): the series'
-// index, one more past kPagePlusClass. For sizes in (4096, 4160] the
-// series gives 4608's index, which is now kPagePlusClass's.
+// index, one more past kPageTightClass and one more past kPagePlusClass.
+// For sizes in (4096, 4112] the series gives 4608's index, which is now
+// kPageTightClass's.
 constexpr unsigned class_of_large(size_t s) {
   unsigned k = log2_floor(s - 1);
   size_t step = size_t{1} << (k - 3);
   size_t i = (s - (size_t{1} << k) + step - 1) / step;
-  return unsigned(8 + (k - 7) * kClassesPerDoubling + i - 1) + unsigned(s > kPagePlusClass);
+  return unsigned(8 + (k - 7) * kClassesPerDoubling + i - 1) + unsigned(s > kPageTightClass) +
+         unsigned(s > kPagePlusClass);
 }
 
 constexpr std::array<uint8_t, 1024 / 16 + 1> make_small_table() {
@@ -80,8 +93,10 @@ constexpr size_t slab_pages_for(size_t bs, size_t from = 16, size_t waste_div = 
 }
 // The full slab of kPagePlusClass wastes at most 1/64: 33 pages, 32 blocks
 // (the rule's 16 pages hold 15 and waste 4.8%, which a Redis server with
-// 85k such blocks paid as 17 MiB of slab slack).
+// 85k such blocks paid as 17 MiB of slab slack); kPageTightClass's at most
+// 1/256: 129 pages, 128 blocks (its 33-page slab would waste 2.7%).
 constexpr size_t kPagePlusWasteDiv = 64;
+constexpr size_t kPageTightWasteDiv = 256;
 
 struct ClassInfo {
   uint32_t size;
@@ -111,7 +126,10 @@ constexpr std::array<ClassInfo, kNumClasses> make_info() {
   std::array<ClassInfo, kNumClasses> t{};
   for (unsigned c = 0; c < kNumClasses; c++) {
     size_t bs = class_size(c);
-    size_t pages = slab_pages_for(bs, 16, bs == kPagePlusClass ? kPagePlusWasteDiv : 8);
+    size_t pages = slab_pages_for(bs, 16,
+                                  bs == kPagePlusClass    ? kPagePlusWasteDiv
+                                  : bs == kPageTightClass ? kPageTightWasteDiv
+                                                          : 8);
     t[c].size = uint32_t(bs);
     t[c].pages = uint32_t(pages);
     t[c].capacity = uint32_t(pages * kPageSize / bs);
@@ -145,10 +163,12 @@ static_assert(class_size(kNumClasses - 1) == kMaxSmall, "last class is kMaxSmall
 static_assert(class_size(0) == 16 && class_size(7) == 128 && class_size(8) == 144);
 static_assert(class_of(0) == 0 && class_of(1) == 0 && class_of(16) == 0 && class_of(17) == 1);
 static_assert(class_of(kMaxSmall) == kNumClasses - 1);
-static_assert(class_size(kPagePlusIndex - 1) == 4096 && class_size(kPagePlusIndex) == 4160 &&
-              class_size(kPagePlusIndex + 1) == 4608);
+static_assert(class_size(kPageTightIndex - 1) == 4096 && class_size(kPageTightIndex) == 4112 &&
+              class_size(kPagePlusIndex) == 4160 && class_size(kPagePlusIndex + 1) == 4608);
 static_assert(kInfo[kPagePlusIndex].pages == 33 && kInfo[kPagePlusIndex].capacity == 32);
-static_assert(class_of(4097) == kPagePlusIndex && class_of(4160) == kPagePlusIndex && class_of(4161) == kPagePlusIndex + 1);
+static_assert(kInfo[kPageTightIndex].pages == 129 && kInfo[kPageTightIndex].capacity == 128);
+static_assert(class_of(4097) == kPageTightIndex && class_of(4112) == kPageTightIndex &&
+              class_of(4113) == kPagePlusIndex && class_of(4160) == kPagePlusIndex && class_of(4161) == kPagePlusIndex + 1);
 constexpr bool check_classes() {
   for (unsigned c = 0; c < kNumClasses; c++) {
     if (class_size(c) % kMinAlign) return false;                  // 16-byte aligned blocks

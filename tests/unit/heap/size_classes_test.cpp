@@ -21,19 +21,21 @@ using sc::kMaxSmall;
 using sc::kNumClasses;
 
 TEST(SizeClasses, TableShape) {
-  EXPECT_EQ(kNumClasses, 81u);
+  EXPECT_EQ(kNumClasses, 82u);
   EXPECT_EQ(class_size(0), 16u);
   EXPECT_EQ(class_size(7), 128u);
   EXPECT_EQ(class_size(kNumClasses - 1), kMaxSmall);
-  // 16-byte steps up to 128, then eight classes per power of two, and one
-  // more, 4160, between 4096 and 4608.
+  // 16-byte steps up to 128, then eight classes per power of two, and two
+  // more, 4112 and 4160, between 4096 and 4608.
   for (unsigned c = 0; c < 8; c++) EXPECT_EQ(class_size(c), 16 * (c + 1)) << "class " << c;
-  EXPECT_EQ(class_size(sc::kPagePlusIndex - 1), 4096u);
+  EXPECT_EQ(sc::kPagePlusIndex, sc::kPageTightIndex + 1);
+  EXPECT_EQ(class_size(sc::kPageTightIndex - 1), 4096u);
+  EXPECT_EQ(class_size(sc::kPageTightIndex), 4112u);
   EXPECT_EQ(class_size(sc::kPagePlusIndex), 4160u);
   EXPECT_EQ(class_size(sc::kPagePlusIndex + 1), 4608u);
   for (unsigned c = 8; c < kNumClasses; c++) {
-    if (c == sc::kPagePlusIndex) continue;
-    unsigned r = c < sc::kPagePlusIndex ? c : c - 1;  // its place in the series
+    if (c == sc::kPageTightIndex || c == sc::kPagePlusIndex) continue;
+    unsigned r = c < sc::kPageTightIndex ? c : c - 2;  // its place in the series
     size_t pow = size_t{1} << (7 + (r - 8) / 8);
     EXPECT_GT(class_size(c), pow) << "class " << c;
     EXPECT_LE(class_size(c), 2 * pow) << "class " << c;
@@ -42,17 +44,30 @@ TEST(SizeClasses, TableShape) {
 }
 
 // A page of data plus a header of up to 64 bytes wastes at most 1.6%
-// (Redis's 4 KiB values are 4100-byte strings).
-TEST(SizeClasses, APageAndAHeaderFitTheClassAbove4096) {
+// (Redis's 4 KiB values are 4100-byte strings); with a header of up to 16
+// bytes, at most 0.4%.
+TEST(SizeClasses, APageAndAHeaderFitTheClassesAbove4096) {
   for (size_t s = 4097; s <= 4160; s++) {
-    EXPECT_EQ(class_of(s), sc::kPagePlusIndex) << "size " << s;
+    EXPECT_EQ(class_of(s), s <= 4112 ? sc::kPageTightIndex : sc::kPagePlusIndex) << "size " << s;
     EXPECT_LE((class_size(class_of(s)) - s) * 64, s) << "size " << s;
+    if (s <= 4112) { EXPECT_LE((class_size(class_of(s)) - s) * 256, s) << "size " << s; }
   }
+  EXPECT_EQ(class_of(4100), sc::kPageTightIndex) << "Redis's 4 KiB value";
   EXPECT_EQ(class_of(4161), sc::kPagePlusIndex + 1);
-  // Its full slab: 32 blocks in 33 pages, 2 KiB (1.5%) left over.
+  EXPECT_EQ(class_of(4096), sc::kPageTightIndex - 1);
+  // The full slabs: 32 blocks of 4160 in 33 pages, 2 KiB (1.5%) left over;
+  // 128 blocks of 4112 in 129 pages, 1,904 bytes (0.4%) left over, so that
+  // each block costs 4128 bytes of slab (its 33-page slab would hold 32
+  // and cost 4224 a block, 2.3% more).
   EXPECT_EQ(kInfo[sc::kPagePlusIndex].pages, 33u);
   EXPECT_EQ(kInfo[sc::kPagePlusIndex].capacity, 32u);
-  EXPECT_EQ(class_of(4096), sc::kPagePlusIndex - 1);
+  EXPECT_EQ(kInfo[sc::kPageTightIndex].pages, 129u);
+  EXPECT_EQ(kInfo[sc::kPageTightIndex].capacity, 128u);
+  EXPECT_EQ(size_t(kInfo[sc::kPageTightIndex].pages) * kPageSize / kInfo[sc::kPageTightIndex].capacity, 4128u);
+  // A heap's first slabs of it are smaller (9 pages, 8 blocks), and it
+  // reaches the full size within the growth steps.
+  EXPECT_EQ(kInfo[sc::kPageTightIndex].first_pages, 9u);
+  EXPECT_EQ(sc::slab_pages_nth(sc::kPageTightIndex, sc::kSlabGrowthSteps), 129u);
 }
 
 TEST(SizeClasses, SizesStrictlyIncreaseAndAre16ByteAligned) {
@@ -112,8 +127,10 @@ TEST(SizeClasses, SlabGeometry) {
     EXPECT_GE(ci.capacity, 8u) << "class " << c;
     EXPECT_LE(ci.capacity, 65535u) << "class " << c;
     size_t waste = bytes - size_t(ci.capacity) * ci.size;
-    // 1/8 at most; 1/64 for the class just above a page.
-    const size_t div = c == sc::kPagePlusIndex ? sc::kPagePlusWasteDiv : 8;
+    // 1/8 at most; 1/256 and 1/64 for the two classes just above a page.
+    const size_t div = c == sc::kPagePlusIndex    ? sc::kPagePlusWasteDiv
+                       : c == sc::kPageTightIndex ? sc::kPageTightWasteDiv
+                                                  : 8;
     EXPECT_LE(waste * div, bytes) << "class " << c << " wastes " << waste << " of " << bytes;
     // The slab is the smallest that meets both bounds.
     if (ci.pages > 16) {
