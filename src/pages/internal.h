@@ -229,7 +229,9 @@ class PageHeap {
   RM_RARE void purge_all_locked();
   void purge_before_fork_locked();
   // A recently freed run whose memory is still resident and that can hold
-  // the request, and the offset in it that lands on its dirty pages.
+  // the request, and the offset in it that lands on its dirty pages; looks
+  // at the kResidentLook newest dirty runs.
+  static constexpr int kResidentLook = 1024;
   Span* find_resident(size_t npages, size_t align, size_t phase, Region region, size_t* skip);
   // The dirty cap now, and whether the footprint is past half the memory
   // limit (then fresh blocks search further for resident pages).

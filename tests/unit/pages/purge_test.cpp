@@ -1,0 +1,102 @@
+// pages/purge.cpp: fresh runs reuse resident (dirty) pages before pages
+// the decay purged or never touched, on a fresh PageHeap per test (the fake
+// platform: no system calls; nothing is purged unless the test asks).
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+#include "pages/fake_platform.h"
+#include "pages/internal.h"
+
+namespace {
+
+using namespace remalloc;
+using namespace remalloc::pages;
+using test::FakePlatform;
+
+constexpr size_t MiB = size_t{1} << 20;
+
+class ResidentReuse : public ::testing::Test {
+ protected:
+  ResidentReuse() {
+    cfg_.arena_bytes = 64 * MiB;
+    cfg_.purge_delay_ns = uint64_t{1} << 60;  // the decay never comes due
+    cfg_.dirty_max = size_t{1} << 40;         // nor does the dirty cap
+    h_->configure(cfg_);
+  }
+  void TearDown() override {
+    h_->validate();
+    h_->release_all();
+  }
+  Span* slab(size_t npages) {
+    Span* s = h_->alloc_slab(npages);
+    EXPECT_NE(s, nullptr);
+    return s;
+  }
+  static bool inside(const Span* s, uintptr_t lo, uintptr_t hi) { return s->start >= lo && s->end() <= hi; }
+
+  Config cfg_;
+  FakePlatform fake_;
+  std::unique_ptr<PageHeap> h_ = std::make_unique<PageHeap>(&fake_);
+};
+
+// A purged 16-page hole, a dirty 40-page hole freed before it was asked
+// for, and many newer one-page dirty holes (a thread's first slabs) in front
+// of it on the list of dirty runs: a 16-page slab takes the dirty pages,
+// not the purged hole that fits best by size.
+TEST_F(ResidentReuse, AFreshSlabTakesOlderDirtyPagesBehindManySmallerHoles) {
+  constexpr size_t kSmall = 200;  // more than the 32 the walk used to look at
+  std::vector<Span*> keep;        // live slabs between the holes: no coalescing
+  Span* clean = slab(16);
+  keep.push_back(slab(1));
+  Span* dirty = slab(40);
+  keep.push_back(slab(1));
+  std::vector<Span*> small;
+  for (size_t i = 0; i < kSmall; i++) {
+    small.push_back(slab(1));
+    keep.push_back(slab(1));
+  }
+  const uintptr_t dirty_lo = dirty->start, dirty_hi = dirty->end();
+  const uintptr_t clean_lo = clean->start, clean_hi = clean->end();
+
+  h_->free_span(clean);
+  h_->purge(true);  // the 16-page hole is purged: touching it faults again
+  h_->free_span(dirty);
+  for (Span* s : small) h_->free_span(s);  // newer, each too small
+
+  Span* s = slab(16);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(inside(s, dirty_lo, dirty_hi)) << "the slab landed outside the dirty hole";
+  EXPECT_FALSE(inside(s, clean_lo, clean_hi)) << "the slab took the purged hole";
+  h_->free_span(s);
+  for (Span* k : keep) h_->free_span(k);
+}
+
+// Only so far: a dirty run behind more than kResidentLook newer ones is
+// left to the search by size.
+TEST_F(ResidentReuse, TheWalkStopsAfterItsBudget) {
+  const size_t kSmall = size_t(PageHeap::kResidentLook) + 8;
+  std::vector<Span*> keep;
+  Span* clean = slab(16);
+  keep.push_back(slab(1));
+  Span* dirty = slab(40);
+  keep.push_back(slab(1));
+  std::vector<Span*> small;
+  for (size_t i = 0; i < kSmall; i++) {
+    small.push_back(slab(1));
+    keep.push_back(slab(1));
+  }
+  const uintptr_t clean_lo = clean->start, clean_hi = clean->end();
+  h_->free_span(clean);
+  h_->purge(true);
+  h_->free_span(dirty);
+  for (Span* s : small) h_->free_span(s);
+  Span* s = slab(16);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(inside(s, clean_lo, clean_hi)) << "best fit by size once the walk gives up";
+  h_->free_span(s);
+  for (Span* k : keep) h_->free_span(k);
+}
+
+}  // namespace
