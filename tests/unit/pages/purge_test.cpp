@@ -39,64 +39,59 @@ class ResidentReuse : public ::testing::Test {
   Config cfg_;
   FakePlatform fake_;
   std::unique_ptr<PageHeap> h_ = std::make_unique<PageHeap>(&fake_);
+
+  // Leaves a purged 16-page hole, then a dirty 40-page hole, then `small`
+  // newer one-page dirty holes (a thread's first slabs) in front of it on
+  // the list of dirty runs; live one-page slabs between the holes keep them
+  // from coalescing. Returns the address ranges of the first two.
+  struct Holes {
+    uintptr_t clean_lo, clean_hi, dirty_lo, dirty_hi;
+  };
+  Holes make_holes(size_t small) {
+    Span* clean = slab(16);
+    keep_.push_back(slab(1));
+    Span* dirty = slab(40);
+    keep_.push_back(slab(1));
+    std::vector<Span*> smalls;
+    for (size_t i = 0; i < small; i++) {
+      smalls.push_back(slab(1));
+      keep_.push_back(slab(1));
+    }
+    Holes hs{clean->start, clean->end(), dirty->start, dirty->end()};
+    h_->free_span(clean);
+    h_->purge(true);  // the 16-page hole is purged: touching it faults again
+    h_->free_span(dirty);
+    for (Span* s : smalls) h_->free_span(s);  // newer, each too small
+    return hs;
+  }
+  void free_kept() {
+    for (Span* k : keep_) h_->free_span(k);
+    keep_.clear();
+  }
+  std::vector<Span*> keep_;
 };
 
-// A purged 16-page hole, a dirty 40-page hole freed before it was asked
-// for, and many newer one-page dirty holes (a thread's first slabs) in front
-// of it on the list of dirty runs: a 16-page slab takes the dirty pages,
+// A 16-page slab takes the dirty pages behind many newer, smaller holes,
 // not the purged hole that fits best by size.
 TEST_F(ResidentReuse, AFreshSlabTakesOlderDirtyPagesBehindManySmallerHoles) {
-  constexpr size_t kSmall = 200;  // more than the 32 the walk used to look at
-  std::vector<Span*> keep;        // live slabs between the holes: no coalescing
-  Span* clean = slab(16);
-  keep.push_back(slab(1));
-  Span* dirty = slab(40);
-  keep.push_back(slab(1));
-  std::vector<Span*> small;
-  for (size_t i = 0; i < kSmall; i++) {
-    small.push_back(slab(1));
-    keep.push_back(slab(1));
-  }
-  const uintptr_t dirty_lo = dirty->start, dirty_hi = dirty->end();
-  const uintptr_t clean_lo = clean->start, clean_hi = clean->end();
-
-  h_->free_span(clean);
-  h_->purge(true);  // the 16-page hole is purged: touching it faults again
-  h_->free_span(dirty);
-  for (Span* s : small) h_->free_span(s);  // newer, each too small
-
+  Holes hs = make_holes(200);  // more than the 32 the walk used to look at
   Span* s = slab(16);
   ASSERT_NE(s, nullptr);
-  EXPECT_TRUE(inside(s, dirty_lo, dirty_hi)) << "the slab landed outside the dirty hole";
-  EXPECT_FALSE(inside(s, clean_lo, clean_hi)) << "the slab took the purged hole";
+  EXPECT_TRUE(inside(s, hs.dirty_lo, hs.dirty_hi)) << "the slab landed outside the dirty hole";
+  EXPECT_FALSE(inside(s, hs.clean_lo, hs.clean_hi)) << "the slab took the purged hole";
   h_->free_span(s);
-  for (Span* k : keep) h_->free_span(k);
+  free_kept();
 }
 
 // Only so far: a dirty run behind more than kResidentLook newer ones is
 // left to the search by size.
 TEST_F(ResidentReuse, TheWalkStopsAfterItsBudget) {
-  const size_t kSmall = size_t(PageHeap::kResidentLook) + 8;
-  std::vector<Span*> keep;
-  Span* clean = slab(16);
-  keep.push_back(slab(1));
-  Span* dirty = slab(40);
-  keep.push_back(slab(1));
-  std::vector<Span*> small;
-  for (size_t i = 0; i < kSmall; i++) {
-    small.push_back(slab(1));
-    keep.push_back(slab(1));
-  }
-  const uintptr_t clean_lo = clean->start, clean_hi = clean->end();
-  h_->free_span(clean);
-  h_->purge(true);
-  h_->free_span(dirty);
-  for (Span* s : small) h_->free_span(s);
+  Holes hs = make_holes(size_t(PageHeap::kResidentLook) + 8);
   Span* s = slab(16);
   ASSERT_NE(s, nullptr);
-  EXPECT_TRUE(inside(s, clean_lo, clean_hi)) << "best fit by size once the walk gives up";
+  EXPECT_TRUE(inside(s, hs.clean_lo, hs.clean_hi)) << "best fit by size once the walk gives up";
   h_->free_span(s);
-  for (Span* k : keep) h_->free_span(k);
+  free_kept();
 }
 
 }  // namespace
