@@ -14,7 +14,8 @@
 // 33-page slab, 1.6 KiB a 4100-byte value where glibc's chunk takes 4112;
 // the 4112 class's full slab is 129 pages for 128 blocks (1,904 bytes left
 // over), 4128 bytes a block: a Redis server holding 85k such values took
-// 8 MiB less (bench/report/threads-kept-2026-12-04.md). Each costs class_of
+// 16 MiB less, most of it page-heap descriptors of fewer slabs
+// (bench/report/threads-kept-2026-12-04.md). Each costs class_of
 // one compare for sizes above 1 KiB. Each class has a slab size (in pages)
 // chosen so that a slab holds at least 8 blocks and wastes at most 1/8 of
 // its bytes.
@@ -97,6 +98,10 @@ constexpr size_t slab_pages_for(size_t bs, size_t from = 16, size_t waste_div = 
 // 1/256: 129 pages, 128 blocks (its 33-page slab would waste 2.7%).
 constexpr size_t kPagePlusWasteDiv = 64;
 constexpr size_t kPageTightWasteDiv = 256;
+// The most a full slab of blocks of size bs may waste: 1/slab_waste_div.
+constexpr size_t slab_waste_div(size_t bs) {
+  return bs == kPagePlusClass ? kPagePlusWasteDiv : bs == kPageTightClass ? kPageTightWasteDiv : 8;
+}
 
 struct ClassInfo {
   uint32_t size;
@@ -126,10 +131,7 @@ constexpr std::array<ClassInfo, kNumClasses> make_info() {
   std::array<ClassInfo, kNumClasses> t{};
   for (unsigned c = 0; c < kNumClasses; c++) {
     size_t bs = class_size(c);
-    size_t pages = slab_pages_for(bs, 16,
-                                  bs == kPagePlusClass    ? kPagePlusWasteDiv
-                                  : bs == kPageTightClass ? kPageTightWasteDiv
-                                                          : 8);
+    size_t pages = slab_pages_for(bs, 16, slab_waste_div(bs));
     t[c].size = uint32_t(bs);
     t[c].pages = uint32_t(pages);
     t[c].capacity = uint32_t(pages * kPageSize / bs);

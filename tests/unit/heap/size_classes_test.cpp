@@ -128,9 +128,7 @@ TEST(SizeClasses, SlabGeometry) {
     EXPECT_LE(ci.capacity, 65535u) << "class " << c;
     size_t waste = bytes - size_t(ci.capacity) * ci.size;
     // 1/8 at most; 1/256 and 1/64 for the two classes just above a page.
-    const size_t div = c == sc::kPagePlusIndex    ? sc::kPagePlusWasteDiv
-                       : c == sc::kPageTightIndex ? sc::kPageTightWasteDiv
-                                                  : 8;
+    const size_t div = sc::slab_waste_div(ci.size);
     EXPECT_LE(waste * div, bytes) << "class " << c << " wastes " << waste << " of " << bytes;
     // The slab is the smallest that meets both bounds.
     if (ci.pages > 16) {
