@@ -45,9 +45,13 @@ static void set_map_entry(uintptr_t granule, Arena* a) {
 }
 
 // Byte offsets inside the metadata reservation: the header, back[] (one
-// entry per page of the arena's whole granules), then the descriptors.
+// entry per page of the arena's whole granules), the pool's bitmap (one
+// bit per such page), then the descriptors.
 static size_t back_offset() { return align_up(sizeof(Arena), 64); }
-static size_t meta_offset(size_t back_pages) { return align_up(back_offset() + back_pages * sizeof(uint32_t), 64); }
+static size_t bits_offset(size_t back_pages) { return align_up(back_offset() + back_pages * sizeof(uint32_t), 64); }
+static size_t meta_offset(size_t back_pages) {
+  return align_up(bits_offset(back_pages) + (back_pages + 63) / 64 * sizeof(uint64_t), 64);
+}
 // Bytes of the metadata reservation that must be read-write for the first
 // n descriptors to be usable.
 static size_t meta_commit_bytes(const Arena* a, size_t n) {
@@ -59,13 +63,49 @@ static size_t meta_commit_bytes(const Arena* a, size_t n) {
 static size_t meta_pages_in(const Arena* a, size_t bytes) {
   size_t off = size_t(reinterpret_cast<const char*>(a->meta) - reinterpret_cast<const char*>(a));
   size_t n = bytes > off ? (bytes - off) / sizeof(Span) : 0;
-  return n < a->npages ? n : a->npages;
+  return n < a->slots ? n : a->slots;
+}
+
+Span* slot_take(Arena* a) {
+  size_t words = (a->slots + 63) / 64;
+  for (size_t w = a->slot_hint; w < words; w++) {
+    uint64_t used = a->slot_bits[w];
+    if (used == ~uint64_t{0}) continue;
+    size_t i = w * 64 + size_t(__builtin_ctzll(~used));
+    // Never: a new slot is below the number of runs, which the committed
+    // descriptors cover (Arena::slots).
+    if (i >= a->meta_pages) fatal("arena: descriptor pool past its committed slots", reinterpret_cast<void*>(a->base));
+    a->slot_bits[w] = used | (uint64_t{1} << (i % 64));
+    a->slot_hint = w;
+    if (i >= a->slot_high) a->slot_high = i + 1;
+    return &a->meta[i];
+  }
+  fatal("arena: descriptor pool full", reinterpret_cast<void*>(a->base));
+}
+
+void slot_drop(Arena* a, Span* s) {
+  size_t i = slot_of(a, s);
+  RM_ASSERT_INTERNAL(i < a->slot_high && (a->slot_bits[i / 64] >> (i % 64) & 1));
+  RM_ASSERT_INTERNAL(s->slab_bytes == 0 && s->heap == nullptr);
+  // No run: a lookup through a stale back[] entry finds no start it checks
+  // for, and no kind.
+  __atomic_store_n(&s->kind, uint8_t(kSpanNone), __ATOMIC_RELAXED);
+  s->start = 0;
+  s->npages = 0;
+  s->flags = 0;
+  s->arena = nullptr;
+  s->free_list = nullptr;
+  s->requested = 0;
+  s->in_list = s->on_split = 0;
+  s->next = s->prev = s->lru_next = s->lru_prev = s->split_next = s->split_prev = nullptr;
+  a->slot_bits[i / 64] &= ~(uint64_t{1} << (i % 64));
+  if (i / 64 < a->slot_hint) a->slot_hint = i / 64;
 }
 
 // Makes descriptors meta[0, n) read-write.
 bool PageHeap::commit_meta(Arena* a, size_t n) {
   RM_NEEDS_LOCK();
-  if (n > a->npages) n = a->npages;
+  if (n > a->slots) n = a->slots;
   if (n <= a->meta_pages) return true;
   size_t have = meta_commit_bytes(a, a->meta_pages);
   size_t want = meta_commit_bytes(a, n);
@@ -85,8 +125,8 @@ Arena* PageHeap::make_arena(size_t bytes, Region region) {
   size_t back_pages = align_up(bytes, kArenaGranule) >> kPageShift;
   size_t meta_bytes = align_up(meta_offset(back_pages) + npages * sizeof(Span), kPageSize);
   char* meta = static_cast<char*>(platform_->reserve_inaccessible(meta_bytes, kPageSize));
-  // The header, back[] and the first descriptors are read-write from the
-  // start; the rest of the descriptors follow the arena's commits.
+  // The header, back[], the bitmap and the first descriptors are read-write
+  // from the start; the rest of the descriptors follow the arena's commits.
   size_t first = align_up(meta_offset(back_pages) + sizeof(Span), kPageSize);
   if (!meta || !platform_->commit(meta, first)) {
     if (meta) platform_->release(meta, meta_bytes);
@@ -97,6 +137,9 @@ Arena* PageHeap::make_arena(size_t bytes, Region region) {
   a->base = reinterpret_cast<uintptr_t>(base);
   a->npages = npages;
   a->back = reinterpret_cast<uint32_t*>(meta + back_offset());
+  a->slot_bits = reinterpret_cast<uint64_t*>(meta + bits_offset(back_pages));
+  a->slot_hint = a->slot_high = 0;
+  a->slots = npages;
   a->meta = reinterpret_cast<Span*>(meta + meta_offset(back_pages));
   a->meta_bytes = meta_bytes;
   a->committed = 0;
@@ -125,8 +168,8 @@ bool PageHeap::commit_locked(Arena* a, size_t end) {
   if (end <= a->committed) return true;
   size_t want = align_up(end, kCommitStep);
   if (want > a->npages) want = a->npages;
-  // The descriptor of the page after the mark too: the free run that starts
-  // there is written when the pages below are carved.
+  // One descriptor a page below the mark, and one for the free run above
+  // it: the most runs there can be.
   if (!commit_meta(a, want + 1)) return false;
   char* from = reinterpret_cast<char*>(a->base + (a->committed << kPageShift));
   if (!platform_->commit(from, (want - a->committed) << kPageShift)) return false;
@@ -245,10 +288,13 @@ size_t PageHeap::trim_reservations_locked() {
       set_map_entry(p, nullptr);
     a->npages = keep;
     if (a->committed > keep) a->committed = keep;
-    if (a->meta_pages > keep) a->meta_pages = keep;
+    // The pool keeps every slot a stale back[] entry may name.
+    size_t slots = keep > a->slot_high ? keep : a->slot_high;
+    if (a->slots > slots) a->slots = slots;
+    if (a->meta_pages > a->slots) a->meta_pages = a->slots;
     if (first < keep) make_run(a, first, keep - first, flags, t, lo, hi > keep ? keep : hi);
     platform_->release(reinterpret_cast<void*>(a->base + (keep << kPageShift)), (old_pages - keep) << kPageShift);
-    size_t meta_keep = meta_commit_bytes(a, keep);
+    size_t meta_keep = meta_commit_bytes(a, a->slots);
     if (meta_keep < a->meta_bytes) {
       platform_->release(reinterpret_cast<char*>(a) + meta_keep, a->meta_bytes - meta_keep);
       meta_bytes_ -= a->meta_bytes - meta_keep;
@@ -273,17 +319,32 @@ void PageHeap::validate_arenas_locked(ArenaTally* t) {
       if (map_entry(p) != a) fatal("arena: map entry does not lead to its arena", reinterpret_cast<void*>(p));
     if (a->committed > a->npages || (a->committed % kCommitStep && a->committed != a->npages))
       fatal("arena: commit mark out of range or off its step", reinterpret_cast<void*>(a->base));
-    if (a->meta_pages < (a->committed < a->npages ? a->committed + 1 : a->npages) || a->meta_pages > a->npages)
+    if (a->meta_pages < (a->committed < a->slots ? a->committed + 1 : a->slots))
       fatal("arena: descriptors below the commit mark are not committed", reinterpret_cast<void*>(a->base));
+    if (a->slot_high > a->meta_pages || a->meta_pages > a->slots || a->slots < a->npages)
+      fatal("arena: descriptor pool bounds inconsistent", reinterpret_cast<void*>(a->base));
+    size_t in_use = 0;
+    for (size_t w = 0; w < (a->slots + 63) / 64; w++) {
+      uint64_t bits = a->slot_bits[w];
+      if (w < a->slot_hint && bits != ~uint64_t{0}) fatal("arena: a free descriptor slot below the pool's hint", reinterpret_cast<void*>(a->base));
+      if (w * 64 + 64 > a->slot_high) bits &= w * 64 >= a->slot_high ? 0 : ~uint64_t{0} >> (64 - (a->slot_high - w * 64));
+      if (bits != a->slot_bits[w]) fatal("arena: a descriptor slot in use above the pool's high mark", reinterpret_cast<void*>(a->base));
+      in_use += size_t(__builtin_popcountll(bits));
+    }
     // The runs tile the arena: from each run's first page, its npages lead
-    // to the next run's first page.
+    // to the next run's first page; back[] of that page leads to its
+    // descriptor, a slot in use.
+    size_t runs = 0;
     for (size_t idx = 0; idx < a->npages;) {
-      Span* s = &a->meta[idx];
+      uint32_t slot = a->back[idx];
+      if (slot >= a->slot_high || !(a->slot_bits[slot / 64] >> (slot % 64) & 1))
+        fatal("arena: back[] of a run's first page leads to no descriptor in use", reinterpret_cast<void*>(a->base + (idx << kPageShift)));
+      Span* s = &a->meta[slot];
       uint8_t kind = __atomic_load_n(&s->kind, __ATOMIC_RELAXED);
       if (s->npages == 0 || idx + s->npages > a->npages || s->arena != a ||
           s->start != a->base + (idx << kPageShift))
         fatal("arena: runs do not tile the arena", reinterpret_cast<void*>(a->base + (idx << kPageShift)));
-      if (a->back[idx] != idx) fatal("arena: back[] of a run's first page does not lead to it", reinterpret_cast<void*>(s->start));
+      runs++;
       if (kind != kSpanFree && idx + s->npages > a->committed)
         fatal("arena: a block or slab above the commit mark", reinterpret_cast<void*>(s->start));
       switch (kind) {
@@ -293,7 +354,7 @@ void PageHeap::validate_arenas_locked(ArenaTally* t) {
         case kSpanSlab:
           t->slab_bytes += s->bytes();
           for (size_t i = 1; i < s->npages; i++)
-            if (a->back[idx + i] != idx) fatal("arena: back[] wrong inside a slab", reinterpret_cast<void*>(s->start));
+            if (a->back[idx + i] != slot) fatal("arena: back[] wrong inside a slab", reinterpret_cast<void*>(s->start));
           break;
         default:
           // A run in transit: carved by a thread that has not set its kind
@@ -304,6 +365,7 @@ void PageHeap::validate_arenas_locked(ArenaTally* t) {
       t->runs++;
       idx += s->npages;
     }
+    if (runs != in_use) fatal("arena: descriptor slots in use differ from its runs", reinterpret_cast<void*>(a->base));
   }
   if (count != arena_count_ || mapped != mapped_bytes_) fatal("arena: arena count or bytes do not add up", nullptr);
 }

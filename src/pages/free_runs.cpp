@@ -51,7 +51,7 @@ void PageHeap::unlink_run(Span* f) {
   RM_ASSERT_INTERNAL(free_bytes_ >= f->bytes() && dirty_bytes_ >= hull_bytes(f));
   free_bytes_ -= f->bytes();
   dirty_bytes_ -= hull_bytes(f);
-  clear_descriptor(f);
+  slot_drop(f->arena, f);
 }
 
 void PageHeap::mark_clean(Span* f) {
@@ -76,18 +76,17 @@ void PageHeap::shrink_hull(Span* f, size_t lo, size_t hi) {
 // leads to must really end at idx.
 static Span* run_before(Arena* a, size_t idx) {
   if (idx == 0) return nullptr;
-  size_t last = idx - 1;
-  size_t head = a->back[last];
-  Span* f = &a->meta[head];
+  Span* f = &a->meta[a->back[idx - 1]];
   // A neighbour's kind may be changed by its owner without the lock (large
   // cache: kSpanLarge <-> kSpanCached, never to or from kSpanFree).
-  if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree && head + f->npages == idx) return f;
+  if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree && f->start + f->bytes() == a->base + (idx << kPageShift))
+    return f;
   return nullptr;
 }
 
 Span* PageHeap::run_at(Arena* a, size_t idx) {
   if (idx >= a->npages) return nullptr;
-  Span* f = &a->meta[idx];
+  Span* f = &a->meta[a->back[idx]];
   if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree &&
       f->start == a->base + (idx << kPageShift))
     return f;
@@ -97,7 +96,7 @@ Span* PageHeap::run_at(Arena* a, size_t idx) {
 Span* PageHeap::make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t lo, size_t hi) {
   RM_NEEDS_LOCK();
   RM_ASSERT(n > 0 && idx + n <= a->npages);
-  Span* f = &a->meta[idx];
+  Span* f = slot_take(a);
   // Clip the hull to the run.
   if (lo < idx) lo = idx;
   if (hi > idx + n) hi = idx + n;
@@ -115,8 +114,7 @@ Span* PageHeap::make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t
   f->start = a->base + (idx << kPageShift);
   f->arena = a;
   f->free_ns = t;
-  a->back[idx] = uint32_t(idx);
-  a->back[idx + n - 1] = uint32_t(idx);
+  a->back[idx] = a->back[idx + n - 1] = slot_of(a, f);
   bin_insert(f, Region(a->region));
   track(f);
   free_bytes_ += f->bytes();
@@ -214,13 +212,13 @@ Span* PageHeap::carve(Span* f, size_t skip, size_t npages) {
   if (lo < idx + skip) lo = idx + skip;
   if (hi > idx + skip + npages) hi = idx + skip + npages;
   if (lo >= hi) flags &= uint8_t(~kFreeDirty);
-  Span* s = &a->meta[idx + skip];
+  Span* s = slot_take(a);
   clear_descriptor(s);
   s->flags = flags;
   s->npages = npages;
   s->start = a->base + ((idx + skip) << kPageShift);
   s->arena = a;
-  a->back[idx + skip] = uint32_t(idx + skip);
+  a->back[idx + skip] = slot_of(a, s);
   return s;
 }
 
@@ -245,7 +243,7 @@ size_t PageHeap::validate_runs_locked() {
           fatal("free runs: run in the wrong bin", reinterpret_cast<void*>(f->start));
         if (f->start != a->base + (idx << kPageShift) || idx + f->npages > a->npages)
           fatal("free runs: run outside its arena", reinterpret_cast<void*>(f->start));
-        if (a->back[idx] != idx || a->back[idx + f->npages - 1] != idx)
+        if (a->back[idx] != slot_of(a, f) || a->back[idx + f->npages - 1] != slot_of(a, f))
           fatal("free runs: back[] wrong at a run's ends", reinterpret_cast<void*>(f->start));
         if (run_at(const_cast<Arena*>(a), idx + f->npages) ||
             run_before(const_cast<Arena*>(a), idx))

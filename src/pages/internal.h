@@ -53,7 +53,15 @@
 
 namespace remalloc::pages {
 
-RM_INLINE size_t index_of(const Arena* a, const Span* s) { return size_t(s - a->meta); }
+// The page index in a of the first page of run s.
+RM_INLINE size_t index_of(const Arena* a, const Span* s) { return (s->start - a->base) >> kPageShift; }
+// The pool slot of descriptor s (what back[] holds for its pages).
+RM_INLINE uint32_t slot_of(const Arena* a, const Span* s) { return uint32_t(s - a->meta); }
+// The descriptor pool (arena.cpp; the owner's page lock held): the lowest
+// free slot of a's pool, cleared (never fails: see Arena::slots), and the
+// return of one, which leaves it reading as no run.
+Span* slot_take(Arena* a);
+void slot_drop(Arena* a, Span* s);
 
 // Arenas are committed (made read-write) from their start in steps of
 // kCommitStep pages (2 MiB, so a huge block's interior is never split
@@ -161,7 +169,7 @@ class PageHeap {
   size_t arena_count() const { return arena_count_; }
 
   // ---- free runs (free_runs.cpp; lock held) ------------------------------
-  // Every run of free pages has a Span at its first page (kind kSpanFree)
+  // Every run of free pages has a Span (kind kSpanFree)
   // and sits in one of kBins bins of its region, with a bitmap of non-empty
   // bins. Runs coalesce with free neighbours of the same arena.
   //
@@ -169,14 +177,15 @@ class PageHeap {
   //  - no two free runs are adjacent (coalescing is complete);
   //  - a run is in the bin of its size in the bin set of its arena's
   //    region, and a bin's bitmap bit is set iff the bin is non-empty;
-  //  - back[first] == back[last] == first (the index of the run's first page);
+  //  - back[first] == back[last] == the slot of its descriptor;
   //  - the dirty hull [maint_lo, maint_hi) lies in the run, empty iff clean;
   //  - free_bytes() is the sum of run bytes, dirty_bytes() the sum of hulls.
   //
   // Makes pages [idx, idx+n) of `a` one free run, without coalescing. Dirty
   // pages lie within [lo, hi) (clipped to the run); `flags` kFree*.
   Span* make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t t, size_t lo, size_t hi);
-  // Takes run f off every list (to claim it); its descriptor is cleared.
+  // Takes run f off every list (to claim it); its descriptor goes back to
+  // the pool (read what is needed of it first).
   void unlink_run(Span* f);
   // Returns pages [idx, idx+n) to the free pool, coalescing with free
   // neighbours; returns the resulting run.
@@ -188,7 +197,7 @@ class PageHeap {
   // sets *skip to the offset of the aligned start in the run.
   Span* find(size_t npages, size_t align, size_t phase, Region region, size_t min_run, size_t* skip);
   // Claims npages of run f from `skip`: the pages before and after stay
-  // free. Returns the descriptor of the claimed pages (kind kSpanNone),
+  // free. Returns a new descriptor of the claimed pages (kind kSpanNone),
   // whose `flags` keep kFreeSplit of the run, and kFreeDirty when the
   // dirty hull covers any of them.
   Span* carve(Span* f, size_t skip, size_t npages);

@@ -213,7 +213,7 @@ Span* PageHeap::alloc_slab_unguarded(size_t npages) {
   if (!s) return nullptr;
   Arena* a = s->arena;
   size_t idx = index_of(a, s);
-  for (size_t i = 1; i < npages; i++) a->back[idx + i] = uint32_t(idx);
+  for (size_t i = 1; i < npages; i++) a->back[idx + i] = slot_of(a, s);
   s->kind = kSpanSlab;
   s->flags = 0;
   slabs_++;
@@ -229,8 +229,7 @@ void PageHeap::give_back(Span* s, uint8_t flags, uint64_t now) {
   Arena* a = s->arena;
   size_t idx = index_of(a, s);
   size_t n = s->npages;
-  s->kind = kSpanNone;
-  s->flags = 0;
+  slot_drop(a, s);
   Span* f = put(a, idx, n, flags, now);
   after_put(f, n, now);
 }
@@ -238,7 +237,7 @@ void PageHeap::give_back(Span* s, uint8_t flags, uint64_t now) {
 void PageHeap::free_span(Span* s) {
   LockGuard g(lock_);
   RM_ASSERT(s->kind == kSpanLarge || s->kind == kSpanSlab);
-  RM_ASSERT_INTERNAL(s->arena && s->arena->back[index_of(s->arena, s)] == index_of(s->arena, s));
+  RM_ASSERT_INTERNAL(s->arena && s->arena->back[index_of(s->arena, s)] == slot_of(s->arena, s));
   if constexpr (kSecure) guard_remove_tail(s);  // guards.cpp
   uint64_t now = platform_->now_ns();
   uint8_t flags = kFreeDirty;
@@ -301,7 +300,7 @@ bool PageHeap::resize_in_place(Span* s, size_t new_pages, size_t new_size) {
   if (!commit_locked(a, idx + new_pages)) return false;
   Span* claimed = carve(r, 0, need);
   if (claimed->flags & kFreeSplit) s->flags |= kLargeMovedIn;
-  claimed->flags = 0;
+  slot_drop(a, claimed);  // its pages are s's now
   uintptr_t advised_end = 0;
   if (s->flags & kLargeHugeAdv) {
     uintptr_t lo;
@@ -398,8 +397,9 @@ void PageHeap::get_stats(Stats* out) {
   // statistics only).
   size_t moved = 0;
   for (Arena* a = arenas_; a; a = a->next_arena)
-    for (size_t idx = 0; idx < a->npages && a->meta[idx].npages;) {
-      const Span* r = &a->meta[idx];
+    for (size_t idx = 0; idx < a->npages;) {
+      const Span* r = &a->meta[a->back[idx]];
+      if (r->npages == 0 || r->start != a->base + (idx << kPageShift)) break;  // the validator says why
       uint8_t kind = __atomic_load_n(&r->kind, __ATOMIC_RELAXED);
       if ((kind == kSpanLarge || kind == kSpanCached) && (r->flags & kLargeMovedIn)) moved++;
       idx += r->npages;

@@ -274,27 +274,29 @@ void PageHeap::maybe_purge(uint64_t now, size_t credit_pages) {
   if (!split_.empty() && share) decay_heals(now, share, kCallHeals);
 }
 
-// The descriptors of the pages inside free runs (only a run's first page
-// has one in use) go back too: after many small runs were freed (the slabs
-// of exited threads), those descriptors, 192 bytes a page of the runs, are
-// most of what stays resident. Nothing reads an inner page's descriptor
-// without checking it (a zeroed one is no run's), and carving writes the
-// one it hands out.
+// The pages of the descriptor pool that hold only free slots go back too:
+// after many runs were freed and coalesced (the slabs of exited threads),
+// their descriptors are most of what stays resident of the metadata. A
+// purged slot reads as zeros, which is what a free slot reads as (no run),
+// and slot_take() writes every field of the one it hands out.
 void PageHeap::purge_free_descriptors() {
   for (Arena* a = arenas_; a; a = a->next_arena) {
-    for (size_t idx = 0; idx < a->npages;) {
-      const Span* f = &a->meta[idx];
-      size_t n = f->npages;
-      if (n == 0) break;  // not a run: the validator says so
-      if (__atomic_load_n(&f->kind, __ATOMIC_RELAXED) == kSpanFree) {
-        // Descriptors past meta_pages were never committed.
-        size_t end = idx + n < a->meta_pages ? idx + n : a->meta_pages;
-        uintptr_t lo = align_up(reinterpret_cast<uintptr_t>(f + 1), kPageSize);
-        uintptr_t hi = reinterpret_cast<uintptr_t>(a->meta + end) & ~uintptr_t(kPageSize - 1);
-        if (hi > lo) platform_->purge(reinterpret_cast<void*>(lo), hi - lo);
+    auto in_use = [a](size_t i) { return (a->slot_bits[i / 64] >> (i % 64)) & 1; };
+    const uintptr_t pool = reinterpret_cast<uintptr_t>(a->meta);
+    uintptr_t run_lo = 0, run_hi = 0;  // pages of free slots waiting to be purged
+    for (uintptr_t p = align_up(pool, kPageSize); p < reinterpret_cast<uintptr_t>(a->meta + a->slot_high); p += kPageSize) {
+      size_t first = (p - pool) / sizeof(Span), last = (p + kPageSize - 1 - pool) / sizeof(Span);
+      bool free_page = true;
+      for (size_t i = first; i <= last && i < a->slot_high && free_page; i++) free_page = !in_use(i);
+      if (free_page && run_hi == p) {
+        run_hi += kPageSize;
+        continue;
       }
-      idx += n;
+      if (run_hi > run_lo) platform_->purge(reinterpret_cast<void*>(run_lo), run_hi - run_lo);
+      run_lo = run_hi = free_page ? p : 0;
+      if (free_page) run_hi = p + kPageSize;
     }
+    if (run_hi > run_lo) platform_->purge(reinterpret_cast<void*>(run_lo), run_hi - run_lo);
   }
 }
 

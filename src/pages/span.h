@@ -4,13 +4,17 @@
 // multiple of 64 MiB), reserved inaccessible (PROT_NONE, NORESERVE) and
 // committed read-write from its start as runs are handed out (a high-water
 // mark, `committed`), carved into runs of pages. Every run has a Span
-// descriptor at its first page's slot in the arena's `meta` array, whose
-// pages are committed in step with the arena's; `back[i]` holds the index
-// of the first page of page i's run (set for every page of a slab, for the
-// first and last page of a free run, for the first page only of a large
-// block; 0, leading to meta[0], for pages never written). Lookups verify
-// what `back` says (the run must contain the address), so stale entries
-// are harmless, and every entry leads to a committed descriptor.
+// descriptor in a slot of the arena's descriptor pool (`meta`): the pool
+// hands out its lowest free slot, so the descriptors in use stay packed at
+// its start and only their pages are touched (one slot per page, at the
+// run's first page, touched a page of descriptors for every 21 pages of
+// small runs: 4.7% of the memory of small slabs). `back[i]` holds the slot
+// of page i's run (set for every page of a slab, for the first and last
+// page of a free run, for the first page only of a large block; 0 for
+// pages never written). Lookups verify what `back` says (the run must
+// contain the address: a slot freed or given to another run since has
+// another start), so stale entries are harmless, and every entry leads to
+// a committed descriptor.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -145,24 +149,38 @@ struct Arena {
   uintptr_t base;      // aligned to kArenaGranule
   size_t npages;       // pages of the arena (a multiple of 512; of 16 once
                        // trimmed for mlockall)
-  Span* meta;          // npages descriptors; those of pages < meta_pages are
-                       // committed (read-write), the rest inaccessible
-  // The index of the run's first page, one per page of the arena's granules
-  // (entries past npages, and entries never written, are 0 and lead to
-  // meta[0], which is always committed). Exact for every page of a slab,
-  // for both ends of a free run and the first page of a large block; other
-  // entries may be stale, so readers check the run they lead to. Committed
-  // whole (4 bytes a page).
+  // The descriptor pool: `slots` descriptors reserved; meta[0, meta_pages)
+  // are committed (read-write), the rest inaccessible.
+  Span* meta;
+  // The slot of the descriptor of the run holding each page, one per page
+  // of the arena's granules (entries past npages, and entries never
+  // written, are 0 and lead to meta[0], which is always committed). Exact
+  // for every page of a slab, for both ends of a free run and the first
+  // page of a large block; other entries may be stale (< slot_high), so
+  // readers check the run they lead to. Committed whole (4 bytes a page).
   uint32_t* back;
-  size_t meta_bytes;   // size of the metadata reservation (header, back, meta)
+  // Slot i of the pool is in use (a run's descriptor) iff bit i is set;
+  // one bit per page of the arena's granules, committed whole. A free slot
+  // reads as no run (kind kSpanNone, npages 0, start 0), or as zeros once
+  // purge_free_descriptors gave its page back.
+  uint64_t* slot_bits;
+  size_t slot_hint;    // no free slot in words [0, slot_hint) of slot_bits
+  size_t slot_high;    // 1 + the highest slot ever handed out; <= meta_pages
+  // The pool's capacity: npages when made; a trim keeps max(new npages,
+  // slot_high), since stale back[] entries may name any slot used so far.
+  // Runs <= committed + 1 (every run but the one above the commit mark has
+  // a page below it) and the pool hands out its lowest free slot, so a new
+  // slot is always < committed + 1 <= meta_pages: taking one never fails.
+  size_t slots;
+  size_t meta_bytes;   // size of the metadata reservation (header, back, bits, meta)
   // Pages [0, committed) of the arena are read-write, the rest PROT_NONE:
   // every run that is not free lies below it, and committed <= npages.
   // Only rises (commit_locked), in steps of kCommitStep pages, except when
   // mlockall trims the reservation (trim_reservations_locked).
   size_t committed;
   // Descriptors meta[0, meta_pages) are committed; meta_pages >= committed
-  // + 1 (the first free run above the mark has its descriptor) unless it
-  // covers the arena.
+  // + 1 (the most runs the committed pages can hold) unless it covers the
+  // pool, and <= slots.
   size_t meta_pages;
   Arena* next_arena;
   uint8_t region;      // 0: normal (mremap moves), 1: uffd-registered

@@ -1,5 +1,5 @@
-// pages/free_runs.h on a synthetic arena: descriptors and back[] allocated
-// here, a base address that is granule-aligned but never mapped (free runs
+// pages/free_runs.h on a synthetic arena: the descriptor pool, its bitmap
+// and back[] allocated here, a base address that is granule-aligned but never mapped (free runs
 // never touch the pages themselves), region 0. make_run, put's coalescing
 // (left, right, both, never across a used page or through a stale back[]
 // entry), find with alignment, phase and min_run, carve with skip and tail,
@@ -34,11 +34,13 @@ class FreeRuns : public ::testing::Test {
   void SetUp() override {
     meta_.reset(new Span[kPages]);
     back_.reset(new uint32_t[kPages]());
+    bits_.reset(new uint64_t[kPages / 64]());
     arena_ = Arena{};
     arena_.base = kFakeBase;
-    arena_.npages = kPages;
+    arena_.npages = arena_.slots = arena_.meta_pages = kPages;
     arena_.meta = meta_.get();
     arena_.back = back_.get();
+    arena_.slot_bits = bits_.get();
     arena_.region = kRegionNormal;
     h_.lock().lock();
     ASSERT_EQ(h_.validate_runs_locked(), 0u) << "runs left over from another test";
@@ -55,20 +57,27 @@ class FreeRuns : public ::testing::Test {
     EXPECT_EQ(h_.validate_purge_locked(), 0u);
     EXPECT_EQ(h_.free_bytes(), 0u);
     EXPECT_EQ(h_.dirty_bytes(), 0u);
+    // Unlinking gave every free run's descriptor back to the pool: the
+    // slots in use are the live neighbours' only.
+    size_t in_use = 0;
+    for (size_t w = 0; w < kPages / 64; w++) in_use += size_t(__builtin_popcountll(bits_[w]));
+    EXPECT_EQ(in_use, used_) << "a descriptor slot leaked";
     h_.lock().unlock();
   }
 
   Arena* a() { return &arena_; }
   Span* at(size_t idx) { return PageHeap::run_at(&arena_, idx); }
   size_t idx(const Span* s) { return index_of(&arena_, s); }
+  uint32_t slot(const Span* s) { return slot_of(&arena_, s); }
   // Pages [idx, idx+n) as a live large block (a neighbour that is not free).
   void mark_used(size_t i, size_t n) {
-    Span& s = meta_[i];
+    Span& s = *slot_take(&arena_);
     s.kind = kSpanLarge;
     s.npages = n;
     s.start = kFakeBase + i * P;
     s.arena = &arena_;
-    back_[i] = uint32_t(i);
+    back_[i] = slot(&s);
+    used_++;
   }
   // Both validators, which abort on the first inconsistency.
   size_t validate() {
@@ -80,7 +89,9 @@ class FreeRuns : public ::testing::Test {
   PageHeap h_{&platform_};
   std::unique_ptr<Span[]> meta_;
   std::unique_ptr<uint32_t[]> back_;
+  std::unique_ptr<uint64_t[]> bits_;
   Arena arena_;
+  size_t used_ = 0;  // slots of mark_used's blocks
 };
 
 // ---- make_run -----------------------------------------------------------------
@@ -88,7 +99,7 @@ class FreeRuns : public ::testing::Test {
 TEST_F(FreeRuns, MakeRunCleanRun) {
   Span* f = h_.make_run(a(), 10, 10, 0, 5, 0, 0);
   ASSERT_NE(f, nullptr);
-  EXPECT_EQ(f, &meta_[10]);
+  EXPECT_EQ(f, &meta_[0]) << "the pool's lowest free slot";
   EXPECT_EQ(f->kind, kSpanFree);
   EXPECT_EQ(f->npages, 10u);
   EXPECT_EQ(f->start, kFakeBase + 10 * P);
@@ -97,8 +108,8 @@ TEST_F(FreeRuns, MakeRunCleanRun) {
   EXPECT_EQ(f->in_list, 1);
   EXPECT_EQ(f->free_ns, 5u);
   EXPECT_EQ(f->maint_lo, f->maint_hi) << "a clean run has an empty hull";
-  EXPECT_EQ(back_[10], 10u) << "back[] holds the index of the run's first page";
-  EXPECT_EQ(back_[19], 10u);
+  EXPECT_EQ(back_[10], slot(f)) << "back[] holds the slot of the run's descriptor";
+  EXPECT_EQ(back_[19], slot(f));
   EXPECT_EQ(at(10), f);
   EXPECT_EQ(at(11), nullptr);
   EXPECT_EQ(at(9), nullptr);
@@ -138,11 +149,13 @@ TEST_F(FreeRuns, MakeRunSplitGoesOnTheSplitList) {
   // Outside the normal region a run cannot be split (no mremap there).
   Span meta2[8];
   uint32_t back2[8] = {};
+  uint64_t bits2[1] = {};
   Arena uffd{};
   uffd.base = kFakeBase + kArenaGranule;
-  uffd.npages = 8;
+  uffd.npages = uffd.slots = uffd.meta_pages = 8;
   uffd.meta = meta2;
   uffd.back = back2;
+  uffd.slot_bits = bits2;
   uffd.region = kRegionUffd;
   Span* g = h_.make_run(&uffd, 2, 3, kFreeSplit | kFreeDirty, 0, 2, 5);
   EXPECT_EQ(g->flags, kFreeDirty);
@@ -176,8 +189,8 @@ TEST_F(FreeRuns, PutCoalescesLeftRightAndBoth) {
   f = h_.put(a(), 30, 10, 0, 5);
   EXPECT_EQ(idx(f), 0u);
   EXPECT_EQ(f->npages, 50u);
-  EXPECT_EQ(back_[0], 0u);
-  EXPECT_EQ(back_[49], 0u);
+  EXPECT_EQ(back_[0], slot(f));
+  EXPECT_EQ(back_[49], slot(f));
   EXPECT_EQ(at(40), nullptr);
   EXPECT_EQ(h_.free_bytes(), 50 * P);
   EXPECT_EQ(validate(), 1u);
@@ -202,17 +215,19 @@ TEST_F(FreeRuns, PutDoesNotCoalesceAcrossUsedPages) {
 // really ends there before put coalesces with it.
 TEST_F(FreeRuns, PutIgnoresAStaleBackEntry) {
   h_.put(a(), 0, 10, 0, 1);  // [0,10)
-  back_[19] = 0;                     // stale: leads to meta[0], which ends at 10
+  back_[19] = slot(at(0));  // stale: leads to [0,10)'s descriptor, which ends at 10
   Span* f = h_.put(a(), 20, 10, 0, 2);
   EXPECT_EQ(idx(f), 20u);
   EXPECT_EQ(f->npages, 10u);
   EXPECT_EQ(at(0)->npages, 10u);
   EXPECT_EQ(validate(), 2u);
-  // The descriptor after a run says "free" but is not a run's head (its
-  // start is wrong): put must not coalesce with it.
-  meta_[45].kind = kSpanFree;
-  meta_[45].npages = 5;
-  meta_[45].start = 0;
+  // back[] after a run leads to a slot that says "free" but is not a run
+  // starting there (a slot given back: its start is wrong): put must not
+  // coalesce with it.
+  meta_[100].kind = kSpanFree;
+  meta_[100].npages = 5;
+  meta_[100].start = 0;
+  back_[45] = 100;
   h_.put(a(), 40, 5, 0, 3);
   EXPECT_EQ(at(40)->npages, 5u);
   EXPECT_EQ(at(45), nullptr);
@@ -340,12 +355,11 @@ TEST_F(FreeRuns, CarveWithSkipAndTailClipsTheHull) {
   EXPECT_EQ(h_.dirty_bytes(), 30 * P);
   Span* s = h_.carve(f, 10, 30);  // claims [110,140)
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s, &meta_[110]);
   EXPECT_EQ(s->kind, kSpanNone);
   EXPECT_EQ(s->npages, 30u);
   EXPECT_EQ(s->start, kFakeBase + 110 * P);
   EXPECT_EQ(s->arena, a());
-  EXPECT_EQ(back_[110], 110u);
+  EXPECT_EQ(back_[110], slot(s));
   EXPECT_EQ(s->flags, kFreeDirty | kFreeSplit) << "the hull covers [120,140) of it";
   EXPECT_EQ(s->in_list, 0);
   EXPECT_EQ(s->on_split, 0);
@@ -355,7 +369,8 @@ TEST_F(FreeRuns, CarveWithSkipAndTailClipsTheHull) {
   EXPECT_EQ(head->npages, 10u);
   EXPECT_EQ(head->flags, kFreeSplit);
   EXPECT_EQ(head->maint_lo, head->maint_hi);
-  EXPECT_EQ(back_[109], 100u);
+  EXPECT_EQ(back_[100], slot(head));
+  EXPECT_EQ(back_[109], slot(head));
   // Tail [140,200): hull clipped to [140,150), the old time kept.
   Span* tail = at(140);
   ASSERT_NE(tail, nullptr);
@@ -364,14 +379,17 @@ TEST_F(FreeRuns, CarveWithSkipAndTailClipsTheHull) {
   EXPECT_EQ(tail->maint_lo, 140u);
   EXPECT_EQ(tail->maint_hi, 150u);
   EXPECT_EQ(tail->free_ns, 42u);
-  EXPECT_EQ(back_[140], 140u);
-  EXPECT_EQ(back_[199], 140u);
+  EXPECT_EQ(back_[140], slot(tail));
+  EXPECT_EQ(back_[199], slot(tail));
   EXPECT_EQ(h_.free_bytes(), 70 * P);
   EXPECT_EQ(h_.dirty_bytes(), 10 * P);
   EXPECT_EQ(h_.validate_runs_locked(), 2u);
   EXPECT_EQ(h_.validate_purge_locked(), 1u) << "only the tail is dirty";
-  // Giving the claimed pages back coalesces the three again.
-  Span* g = h_.put(a(), 110, 30, s->flags, 50);
+  // Giving the claimed pages back (their descriptor first, as give_back
+  // does) coalesces the three again.
+  uint8_t flags = s->flags;
+  slot_drop(a(), s);
+  Span* g = h_.put(a(), 110, 30, flags, 50);
   EXPECT_EQ(idx(g), 100u);
   EXPECT_EQ(g->npages, 100u);
   EXPECT_EQ(g->maint_lo, 110u);
@@ -382,6 +400,7 @@ TEST_F(FreeRuns, CarveWithSkipAndTailClipsTheHull) {
 TEST_F(FreeRuns, CarveClaimsOutsideTheHullClean) {
   Span* f = h_.make_run(a(), 0, 50, kFreeDirty, 1, 40, 50);
   Span* s = h_.carve(f, 0, 20);  // [0,20): no head, tail [20,50)
+  used_++;                       // each claimed run keeps its descriptor
   EXPECT_EQ(s->flags, 0);
   EXPECT_EQ(at(0), nullptr) << "the claimed pages are not a free run";
   EXPECT_EQ(at(20)->npages, 30u);
@@ -390,6 +409,7 @@ TEST_F(FreeRuns, CarveClaimsOutsideTheHullClean) {
   // No tail: the whole rest, from a skip.
   Span* t = at(20);
   s = h_.carve(t, 10, 20);  // [30,50)
+  used_++;
   EXPECT_EQ(s->flags, kFreeDirty);
   EXPECT_EQ(at(20)->npages, 10u);
   EXPECT_EQ(at(20)->flags, 0);
@@ -398,6 +418,7 @@ TEST_F(FreeRuns, CarveClaimsOutsideTheHullClean) {
   EXPECT_EQ(validate(), 1u);
   // The whole run.
   s = h_.carve(at(20), 0, 10);
+  used_++;
   EXPECT_EQ(s->npages, 10u);
   EXPECT_EQ(h_.free_bytes(), 0u);
   EXPECT_EQ(validate(), 0u);
@@ -409,6 +430,7 @@ TEST_F(FreeRuns, FindThenCarveAnAlignedBlock) {
   Span* f = h_.find(64, 64, 0, kRegionNormal, 0, &skip);
   ASSERT_EQ(f, at(5));
   Span* s = h_.carve(f, skip, 64);
+  used_++;
   EXPECT_EQ(idx(s), 64u);
   EXPECT_EQ(s->start % (64 * P), 0u);
   EXPECT_EQ(at(5)->npages, 59u);
@@ -434,9 +456,10 @@ using FreeRunsDeathTest = FreeRuns;
 
 TEST_F(FreeRunsDeathTest, WrongBackEntry) {
   h_.put(a(), 10, 10, 0, 1);
-  back_[19] = 3;
+  uint32_t right = back_[19];
+  back_[19] = right + 3;
   EXPECT_DEATH(h_.validate_runs_locked(), "free runs: back\\[\\] wrong at a run's ends");
-  back_[19] = 10;
+  back_[19] = right;
 }
 
 TEST_F(FreeRunsDeathTest, AdjacentRunsNotCoalesced) {

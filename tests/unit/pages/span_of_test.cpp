@@ -28,8 +28,8 @@ constexpr size_t P = kPageSize;
 void* at(uintptr_t a) { return reinterpret_cast<void*>(a); }
 uintptr_t addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
-// s is a descriptor of arena a (inside its meta array, at a page index).
-bool in_meta(const Arena* a, const Span* s) { return s >= a->meta && s < a->meta + a->npages; }
+// s is a descriptor of arena a (a slot of its pool that was handed out).
+bool in_meta(const Arena* a, const Span* s) { return s >= a->meta && s < a->meta + a->slot_high; }
 
 // What free() relies on: the span does not take q for a slab block or a
 // large block's start.
@@ -111,7 +111,7 @@ TEST(SpanOf, SmallBlocksBoundariesInteriorsAndEveryPage) {
       ASSERT_TRUE(in_meta(a, s));
       EXPECT_EQ(s->kind, kSpanSlab);
       EXPECT_EQ(s->arena, a);
-      EXPECT_EQ(s->start, a->base + size_t(s - a->meta) * P) << "descriptor at its first page";
+      EXPECT_EQ(a->back[(s->start - a->base) / P], size_t(s - a->meta)) << "back[] of its first page leads to it";
       // The secure build's slabs have one more page, their guard.
       EXPECT_EQ(s->slab_bytes, s->bytes() - (pages::guard_tail_pages() << kPageShift));
       EXPECT_GE(s->block_size, size);
