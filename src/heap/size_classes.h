@@ -148,8 +148,7 @@ inline constexpr std::array<ClassInfo, kNumClasses> kInfo = make_info();
 // c: its first slab has first_pages, each next one twice the last, up to
 // the full size. A thread that holds a few blocks in many classes (the
 // common case for threads that come and go) then holds a page or two per
-// class, and the slabs' descriptors (192 bytes a page of the slab, in the
-// page heap) lie close together; a thread that allocates many blocks of a
+// class; a thread that allocates many blocks of a
 // class reaches full slabs after at most four smaller ones. Doubling keeps
 // the waste at most 1/8 and the block count at least 8.
 constexpr size_t slab_pages_nth(unsigned c, unsigned made) {
