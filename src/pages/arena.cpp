@@ -75,8 +75,11 @@ Span* slot_take(Arena* a) {
     // Never: a new slot is below the number of runs, which the committed
     // descriptors cover (Arena::slots).
     if (i >= a->meta_pages) fatal("arena: descriptor pool past its committed slots", reinterpret_cast<void*>(a->base));
-    a->slot_bits[w] = used | (uint64_t{1} << (i % 64));
-    a->slot_hint = w;
+    used |= uint64_t{1} << (i % 64);
+    a->slot_bits[w] = used;
+    // Every word below w is full (the scan passed them): the next search
+    // starts at the first word that may have a free slot.
+    a->slot_hint = used == ~uint64_t{0} ? w + 1 : w;
     if (i >= a->slot_high) a->slot_high = i + 1;
     return &a->meta[i];
   }
