@@ -10,37 +10,19 @@
 #include <random>
 #include <vector>
 
-#include "pages/fake_platform.h"
 #include "pages/internal.h"
+#include "pages/quiet_heap.h"
 #include "platform/os.h"
 
 namespace {
 
 using namespace remalloc;
 using namespace remalloc::pages;
-using test::FakePlatform;
 
-constexpr size_t MiB = size_t{1} << 20;
 constexpr size_t P = kPageSize;
 
-class DescriptorPool : public ::testing::Test {
+class DescriptorPool : public test::QuietPageHeap {
  protected:
-  DescriptorPool() {
-    Config cfg;
-    cfg.arena_bytes = 64 * MiB;
-    cfg.purge_delay_ns = uint64_t{1} << 60;  // no decay: the test purges
-    cfg.dirty_max = size_t{1} << 40;
-    h_->configure(cfg);
-  }
-  void TearDown() override {
-    h_->validate();
-    h_->release_all();
-  }
-  Span* slab(size_t npages) {
-    Span* s = h_->alloc_slab(npages);
-    EXPECT_NE(s, nullptr);
-    return s;
-  }
   // Resident bytes of a's descriptors (the pool, from its first slot to the
   // end of the metadata reservation).
   static size_t pool_resident(const Arena* a) {
@@ -53,9 +35,6 @@ class DescriptorPool : public ::testing::Test {
     for (size_t w = 0; w < (a->slots + 63) / 64; w++) n += size_t(__builtin_popcountll(a->slot_bits[w]));
     return n;
   }
-
-  FakePlatform fake_;
-  std::unique_ptr<PageHeap> h_ = std::make_unique<PageHeap>(&fake_);
 };
 
 // 2,000 slabs of 5 pages (a thread's first slabs are this small; 6 with the

@@ -6,39 +6,17 @@
 #include <memory>
 #include <vector>
 
-#include "pages/fake_platform.h"
 #include "pages/internal.h"
+#include "pages/quiet_heap.h"
 
 namespace {
 
 using namespace remalloc;
 using namespace remalloc::pages;
-using test::FakePlatform;
 
-constexpr size_t MiB = size_t{1} << 20;
-
-class ResidentReuse : public ::testing::Test {
+class ResidentReuse : public test::QuietPageHeap {
  protected:
-  ResidentReuse() {
-    cfg_.arena_bytes = 64 * MiB;
-    cfg_.purge_delay_ns = uint64_t{1} << 60;  // the decay never comes due
-    cfg_.dirty_max = size_t{1} << 40;         // nor does the dirty cap
-    h_->configure(cfg_);
-  }
-  void TearDown() override {
-    h_->validate();
-    h_->release_all();
-  }
-  Span* slab(size_t npages) {
-    Span* s = h_->alloc_slab(npages);
-    EXPECT_NE(s, nullptr);
-    return s;
-  }
   static bool inside(const Span* s, uintptr_t lo, uintptr_t hi) { return s->start >= lo && s->end() <= hi; }
-
-  Config cfg_;
-  FakePlatform fake_;
-  std::unique_ptr<PageHeap> h_ = std::make_unique<PageHeap>(&fake_);
 
   // Leaves a purged 16-page hole, then a dirty 40-page hole, then `small`
   // newer one-page dirty holes (a thread's first slabs) in front of it on
