@@ -81,14 +81,16 @@ Span* slot_take(Arena* a) {
     // starts at the first word that may have a free slot.
     a->slot_hint = used == ~uint64_t{0} ? w + 1 : w;
     if (i >= a->slot_high) a->slot_high = i + 1;
-    return &a->meta[i];
+    Span* s = &a->meta[i];
+    RM_ASSERT_INTERNAL(s->kind == kSpanNone && s->npages == 0 && s->in_list == 0 && !s->on_split);
+    return s;
   }
   fatal("arena: descriptor pool full", reinterpret_cast<void*>(a->base));
 }
 
 void slot_drop(Arena* a, Span* s) {
   size_t i = slot_of(a, s);
-  RM_ASSERT_INTERNAL(i < a->slot_high && (a->slot_bits[i / 64] >> (i % 64) & 1));
+  RM_ASSERT_INTERNAL(i < a->slot_high && slot_in_use(a, i));
   RM_ASSERT_INTERNAL(s->slab_bytes == 0 && s->heap == nullptr);
   // No run: a lookup through a stale back[] entry finds no start it checks
   // for, and no kind.
@@ -330,17 +332,16 @@ void PageHeap::validate_arenas_locked(ArenaTally* t) {
     for (size_t w = 0; w < (a->slots + 63) / 64; w++) {
       uint64_t bits = a->slot_bits[w];
       if (w < a->slot_hint && bits != ~uint64_t{0}) fatal("arena: a free descriptor slot below the pool's hint", reinterpret_cast<void*>(a->base));
-      if (w * 64 + 64 > a->slot_high) bits &= w * 64 >= a->slot_high ? 0 : ~uint64_t{0} >> (64 - (a->slot_high - w * 64));
-      if (bits != a->slot_bits[w]) fatal("arena: a descriptor slot in use above the pool's high mark", reinterpret_cast<void*>(a->base));
       in_use += size_t(__builtin_popcountll(bits));
     }
     // The runs tile the arena: from each run's first page, its npages lead
     // to the next run's first page; back[] of that page leads to its
-    // descriptor, a slot in use.
+    // descriptor, a slot in use below the high mark. With as many slots in
+    // use as runs (checked after), no other slot is in use.
     size_t runs = 0;
     for (size_t idx = 0; idx < a->npages;) {
       uint32_t slot = a->back[idx];
-      if (slot >= a->slot_high || !(a->slot_bits[slot / 64] >> (slot % 64) & 1))
+      if (slot >= a->slot_high || !slot_in_use(a, slot))
         fatal("arena: back[] of a run's first page leads to no descriptor in use", reinterpret_cast<void*>(a->base + (idx << kPageShift)));
       Span* s = &a->meta[slot];
       uint8_t kind = __atomic_load_n(&s->kind, __ATOMIC_RELAXED);

@@ -34,15 +34,6 @@ static size_t hull_bytes(const Span* f) {
   return (f->flags & kFreeDirty) ? (f->maint_hi - f->maint_lo) << kPageShift : 0;
 }
 
-static void clear_descriptor(Span* s) {
-  s->kind = kSpanNone;
-  s->flags = 0;
-  s->in_list = 0;
-  s->next = s->prev = s->lru_next = s->lru_prev = nullptr;
-  s->split_next = s->split_prev = nullptr;
-  s->on_split = 0;
-}
-
 void PageHeap::unlink_run(Span* f) {
   RM_NEEDS_LOCK();
   RM_ASSERT_INTERNAL(f->kind == kSpanFree);
@@ -105,7 +96,6 @@ Span* PageHeap::make_run(Arena* a, size_t idx, size_t n, uint8_t flags, uint64_t
     flags &= uint8_t(~kFreeDirty);
   }
   if (a->region != kRegionNormal) flags &= uint8_t(~(kFreeSplit | kFreeHuge));
-  clear_descriptor(f);
   f->maint_lo = lo;
   f->maint_hi = hi;
   f->kind = kSpanFree;
@@ -212,8 +202,7 @@ Span* PageHeap::carve(Span* f, size_t skip, size_t npages) {
   if (lo < idx + skip) lo = idx + skip;
   if (hi > idx + skip + npages) hi = idx + skip + npages;
   if (lo >= hi) flags &= uint8_t(~kFreeDirty);
-  Span* s = slot_take(a);
-  clear_descriptor(s);
+  Span* s = slot_take(a);  // reads as no run: kind kSpanNone, on no list
   s->flags = flags;
   s->npages = npages;
   s->start = a->base + ((idx + skip) << kPageShift);

@@ -58,8 +58,9 @@ RM_INLINE size_t index_of(const Arena* a, const Span* s) { return (s->start - a-
 // The pool slot of descriptor s (what back[] holds for its pages).
 RM_INLINE uint32_t slot_of(const Arena* a, const Span* s) { return uint32_t(s - a->meta); }
 // The descriptor pool (arena.cpp; the owner's page lock held): the lowest
-// free slot of a's pool, cleared (never fails: see Arena::slots), and the
-// return of one, which leaves it reading as no run.
+// free slot of a's pool, reading as no run (never fails: see Arena::slots),
+// and the return of one, which leaves it reading as no run.
+RM_INLINE bool slot_in_use(const Arena* a, size_t i) { return (a->slot_bits[i / 64] >> (i % 64)) & 1; }
 Span* slot_take(Arena* a);
 void slot_drop(Arena* a, Span* s);
 

@@ -281,22 +281,23 @@ void PageHeap::maybe_purge(uint64_t now, size_t credit_pages) {
 // and slot_take() writes every field of the one it hands out.
 void PageHeap::purge_free_descriptors() {
   for (Arena* a = arenas_; a; a = a->next_arena) {
-    auto in_use = [a](size_t i) { return (a->slot_bits[i / 64] >> (i % 64)) & 1; };
     const uintptr_t pool = reinterpret_cast<uintptr_t>(a->meta);
-    uintptr_t run_lo = 0, run_hi = 0;  // pages of free slots waiting to be purged
+    uintptr_t lo = 0, hi = 0;  // whole pages of free slots, purged together
+    auto flush = [&] {
+      if (hi > lo) platform_->purge(reinterpret_cast<void*>(lo), hi - lo);
+    };
     for (uintptr_t p = align_up(pool, kPageSize); p < reinterpret_cast<uintptr_t>(a->meta + a->slot_high); p += kPageSize) {
       size_t first = (p - pool) / sizeof(Span), last = (p + kPageSize - 1 - pool) / sizeof(Span);
       bool free_page = true;
-      for (size_t i = first; i <= last && i < a->slot_high && free_page; i++) free_page = !in_use(i);
-      if (free_page && run_hi == p) {
-        run_hi += kPageSize;
-        continue;
+      for (size_t i = first; i <= last && i < a->slot_high && free_page; i++) free_page = !slot_in_use(a, i);
+      if (!free_page) continue;
+      if (hi != p) {
+        flush();
+        lo = p;
       }
-      if (run_hi > run_lo) platform_->purge(reinterpret_cast<void*>(run_lo), run_hi - run_lo);
-      run_lo = run_hi = free_page ? p : 0;
-      if (free_page) run_hi = p + kPageSize;
+      hi = p + kPageSize;
     }
-    if (run_hi > run_lo) platform_->purge(reinterpret_cast<void*>(run_lo), run_hi - run_lo);
+    flush();
   }
 }
 
