@@ -66,6 +66,9 @@ static Option g_options[kNumOptions] = {
     {"mremap_threshold", 8192, kInt, 4, 1L << 30, "KiB",
      "blocks at or above this size move by mremap first; smaller ones by UFFDIO_MOVE (no new VMAs)"},
     {"hugepage_threshold", 2048, kInt, 2048, 1L << 30, "KiB", "large blocks from this size may get huge pages (hugepage)"},
+    {"prefault", 1, kBool, 0, 1, "",
+     "a slab's fresh pages are populated with one MADV_POPULATE_WRITE call as its blocks are first handed out, "
+     "not a page fault each (0 off)"},
 };
 
 // The THP settings found by the last apply() (REMALLOC_VERBOSE prints them).
@@ -250,6 +253,7 @@ void apply() {
   c.grow_inplace = g_options[kGrowInplace].value != 0;
   c.dirty_max = size_t(g_options[kDirtyMax].value) << 20;
   c.grow_headroom = g_options[kGrowHeadroom].value != 0;
+  c.prefault = g_options[kPrefault].value != 0;
   c.dirty_ratio = size_t(g_options[kDirtyRatio].value);
   c.memory_limit = memory_limit();
   pages::configure(c);

@@ -38,6 +38,7 @@ enum Id : int {
   kProfPrefix,
   kMremapThreshold,
   kHugepageThreshold,
+  kPrefault,
   kNumOptions
 };
 

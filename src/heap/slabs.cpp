@@ -84,15 +84,23 @@ void release_empty_slabs(Heap* h) {
 
 // Links a page worth of never-used blocks (one block for classes of a page
 // or more) into the free list, so a fresh slab is touched only as it fills:
-// linking a block writes its first word, and each page written costs a
-// fault and stays resident. The secure build links them in a random order
-// (shuffle.cpp).
+// linking a block writes its first word, and each page written stays
+// resident. The pages the blocks cover that were never resident are
+// populated first in one system call (pages::prefault), which costs less
+// than the fault each would take (6-7 us against 10 here). The secure build
+// links them in a random order (shuffle.cpp).
 void extend(Span* s) {
   uint32_t bs = s->block_size;
   uint32_t n = uint32_t(kPageSize / bs);
   if (n < 1) n = 1;
   if (n > s->capacity - s->bump) n = s->capacity - s->bump;
   char* first = reinterpret_cast<char*>(s->start) + size_t(s->bump) * bs;
+  // The pages these blocks cover, but for one an earlier block shares
+  // (written already): populated in one call where they are fresh, rather
+  // than a fault each as the links below and the program write them.
+  uintptr_t from = align_up(reinterpret_cast<uintptr_t>(first), kPageSize);
+  uintptr_t to = align_up(reinterpret_cast<uintptr_t>(first) + size_t(n) * bs, kPageSize);
+  if (from < to) pages::prefault(s, from, to);
   if constexpr (kSecure) {
     if (link_shuffled(s, first, n, bs)) {
       s->bump += n;

@@ -204,6 +204,10 @@ Span* PageHeap::carve(Span* f, size_t skip, size_t npages) {
   if (lo >= hi) flags &= uint8_t(~kFreeDirty);
   Span* s = slot_take(a);  // reads as no run: kind kSpanNone, on no list
   s->flags = flags;
+  // What a slab's first writes need to know (prefault): only pages in
+  // this hull may be resident.
+  s->maint_lo = lo < hi ? lo : idx + skip;
+  s->maint_hi = lo < hi ? hi : idx + skip;
   s->npages = npages;
   s->start = a->base + ((idx + skip) << kPageShift);
   s->arena = a;

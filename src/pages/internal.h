@@ -106,6 +106,7 @@ class PageHeap {
   // lock inside): what alloc_large and alloc_slab wrap.
   Span* alloc_large_unguarded(size_t npages, size_t align_pages, size_t requested, bool* zeroed);
   Span* alloc_slab_unguarded(size_t npages);
+  void prefault(Span* s, uintptr_t from, uintptr_t to);
   void free_span(Span* s);
   void* realloc_large(Span* s, size_t new_size);  // relocate.cpp; lock inside
   size_t purge(bool all);

@@ -223,6 +223,24 @@ Span* PageHeap::alloc_slab_unguarded(size_t npages) {
   return s;
 }
 
+void PageHeap::prefault(Span* s, uintptr_t from, uintptr_t to) {
+  RM_ASSERT_INTERNAL(s->kind == kSpanSlab && from % kPageSize == 0 && to % kPageSize == 0);
+  RM_ASSERT_INTERNAL(from >= s->start && to <= s->end() && from < to);
+  if (!config_.prefault) return;
+  uintptr_t base = s->arena->base;
+  uintptr_t lo = base + (s->maint_lo << kPageShift), hi = base + (s->maint_hi << kPageShift);
+  if (lo >= hi) {
+    platform_->populate(reinterpret_cast<void*>(from), to - from);
+    return;
+  }
+  // The parts of [from, to) below and above the hull.
+  if (from < lo) platform_->populate(reinterpret_cast<void*>(from), (to < lo ? to : lo) - from);
+  if (to > hi) {
+    uintptr_t a = from > hi ? from : hi;
+    platform_->populate(reinterpret_cast<void*>(a), to - a);
+  }
+}
+
 // Returns the pages of span s (already off the books) to the free pool.
 void PageHeap::give_back(Span* s, uint8_t flags, uint64_t now) {
   RM_NEEDS_LOCK();
@@ -453,6 +471,7 @@ Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zer
 }
 Span* alloc_slab(size_t npages) { return g_page_heap.alloc_slab(npages); }
 void free_span(Span* s) { g_page_heap.free_span(s); }
+void prefault(Span* s, uintptr_t from, uintptr_t to) { g_page_heap.prefault(s, from, to); }
 void* realloc_large(Span* s, size_t new_size) { return g_page_heap.realloc_large(s, new_size); }
 size_t purge(bool all) { return g_page_heap.purge(all); }
 size_t trim_reservations() { return g_page_heap.trim_reservations(); }

@@ -43,6 +43,7 @@ struct Config {
   size_t dirty_ratio = 25;                    // ...or this % of bytes held for blocks
   size_t memory_limit = 0;                    // cgroup (or option) limit, 0 none
   bool grow_headroom = true;                  // moved blocks get room to grow
+  bool prefault = true;                       // populate fresh slab pages (prefault)
 };
 // Takes effect for later operations; may be called at any time.
 void configure(const Config& c);
@@ -56,6 +57,17 @@ Span* alloc_large(size_t npages, size_t align_pages, size_t requested, bool* zer
 // A slab of `npages` pages (every page's `back` set; plus the secure
 // build's guard page, as for alloc_large).
 Span* alloc_slab(size_t npages);
+// Slab s is about to write bytes [from, to) of its own (page-aligned) for
+// the first time: its owner, linking fresh blocks (heap/slabs.cpp, extend).
+// Populates those of the pages that were not resident when the slab was
+// carved (outside its hull: maint_lo/maint_hi) with one system call
+// (MADV_POPULATE_WRITE) instead of a page fault each, which costs more
+// on virtual machines (os.h). Pages that may be resident are left alone
+// (a call on them would cost a microsecond for nothing). Does nothing with
+// config().prefault off or on a kernel without the call; a failed call
+// leaves the pages to fault in as usual. No lock: the hull does not change
+// while the slab lives.
+void prefault(Span* s, uintptr_t from, uintptr_t to);
 // Gives a large block or a slab back; it coalesces with free neighbours.
 void free_span(Span* s);
 // Records the bytes asked for a live large block (the owner only).

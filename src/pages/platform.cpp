@@ -13,6 +13,7 @@ void OsPlatform::release(void* p, size_t size) { os::release(p, size); }
 bool OsPlatform::purge(void* p, size_t size) { return os::purge(p, size); }
 bool OsPlatform::remap_fresh(void* p, size_t size) { return os::remap_fresh(p, size); }
 bool OsPlatform::advise_hugepage(void* p, size_t size, bool on) { return os::advise_hugepage(p, size, on); }
+bool OsPlatform::populate(void* p, size_t size) { return os::populate_write(p, size); }
 bool OsPlatform::guard_install(void* p, size_t size) { return os::guard_install(p, size); }
 bool OsPlatform::guard_remove(void* p, size_t size) { return os::guard_remove(p, size); }
 uint64_t OsPlatform::now_ns() { return os::now_ns(); }

@@ -1,6 +1,7 @@
 // page heap: the platform the page heap runs on, as an interface. Every
 // system call the page heap makes on its own arenas (reserve, commit,
-// purge, heal, guard pages, huge page advice), the three movers and their
+// purge, heal, guard pages, huge page advice,
+// populating fresh slab pages), the three movers and their
 // userfaultfd registration, the VMA budget and the clock go through a
 // Platform, so a test can build a PageHeap on a fake that counts calls,
 // models VMAs and fails chosen calls (tests/unit/pages/fake_platform.h).
@@ -34,6 +35,7 @@ class Platform {
   virtual bool purge(void* p, size_t size) = 0;        // MADV_DONTNEED
   virtual bool remap_fresh(void* p, size_t size) = 0;  // heal: mmap(MAP_FIXED)
   virtual bool advise_hugepage(void* p, size_t size, bool on) = 0;
+  virtual bool populate(void* p, size_t size) = 0;  // MADV_POPULATE_WRITE
   virtual bool guard_install(void* p, size_t size) = 0;
   virtual bool guard_remove(void* p, size_t size) = 0;
   virtual uint64_t now_ns() = 0;
@@ -71,6 +73,7 @@ class OsPlatform final : public Platform {
   bool purge(void* p, size_t size) override;
   bool remap_fresh(void* p, size_t size) override;
   bool advise_hugepage(void* p, size_t size, bool on) override;
+  bool populate(void* p, size_t size) override;
   bool guard_install(void* p, size_t size) override;
   bool guard_remove(void* p, size_t size) override;
   uint64_t now_ns() override;

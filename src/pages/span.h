@@ -118,7 +118,10 @@ struct alignas(64) Span {
   Span* lru_prev = nullptr;
   // The pages that may be dirty lie in [maint_lo, maint_hi) (page indexes in
   // the arena), inside the run: purging touches only that hull. Empty
-  // (lo == hi) iff the run is not dirty.
+  // (lo == hi) iff the run is not dirty. A run in use keeps the hull it
+  // had when carved (the page heap writes it under the lock before the run
+  // is handed out; a slab's owner reads it to prefault, page_heap.h): the
+  // pages outside it were not resident then.
   size_t maint_lo = 0;
   size_t maint_hi = 0;
   Span* split_next = nullptr;  // list of free runs with a split VMA

@@ -14,6 +14,9 @@
 
 extern char** environ;
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
@@ -134,6 +137,21 @@ bool guard_install(void* p, size_t size) {
 bool guard_remove(void* p, size_t size) {
   if (size == 0) return true;
   return madvise(p, size, MADV_GUARD_REMOVE) == 0;
+}
+
+static std::atomic<int> g_populate_state{0};  // 0 unknown, 1 yes, 2 no
+
+bool populate_write(void* p, size_t size) {
+  if (size == 0) return true;
+  int st = g_populate_state.load(std::memory_order_relaxed);
+  if (st == 2) return false;
+  if (madvise(p, size, MADV_POPULATE_WRITE) == 0) {
+    if (st == 0) g_populate_state.store(1, std::memory_order_relaxed);
+    return true;
+  }
+  // EINVAL before any success: a kernel older than 5.14.
+  if (st == 0 && errno == EINVAL) g_populate_state.store(2, std::memory_order_relaxed);
+  return false;
 }
 
 bool protect(void* p, size_t size, bool accessible) {

@@ -72,6 +72,14 @@ bool guards_available();
 void disable_guards();
 bool guard_install(void* p, size_t size);
 bool guard_remove(void* p, size_t size);
+// MADV_POPULATE_WRITE (Linux 5.14): maps the pages of the range writable,
+// as a write to each would, in one system call and without a page fault per
+// page (measured on this project's VMs: 7.3 us for one page against 10.2 us
+// for the fault, 5.5-5.9 us a page from four pages up; src/README.md). A
+// kernel without it answers EINVAL the first time, and every later call
+// returns false without a system call. False on any failure (the pages
+// then fault in as usual when written).
+bool populate_write(void* p, size_t size);
 // Page protection (mprotect): read-write, or no access at all. Splits the
 // VMA where the protection changes; the secure build's sampled pool uses it
 // only on kernels without guards, inside its own mapping.

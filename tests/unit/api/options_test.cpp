@@ -79,6 +79,7 @@ const Row kRows[] = {
     {"prof_prefix", options::kProfPrefix, 0, kString, 0, 0, true},
     {"mremap_threshold", options::kMremapThreshold, 8192, kInt, 4, 1L << 30},
     {"hugepage_threshold", options::kHugepageThreshold, 2048, kInt, 2048, 1L << 30},
+    {"prefault", options::kPrefault, 1, kBool, 0, 1},
 };
 static_assert(sizeof kRows / sizeof kRows[0] == options::kNumOptions, "a row per option");
 

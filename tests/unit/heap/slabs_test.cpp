@@ -4,6 +4,9 @@
 // before a new one is made; the validator catches a slab on the wrong list.
 #include "heap_test_util.h"
 
+#include "pages/page_heap.h"
+#include "platform/os.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,6 +116,41 @@ TEST(HeapSlabs, FreshBlocksAreLinkedAPageAtATime) {
     EXPECT_EQ(s->used, 1u);
     hfree(p);
   });
+}
+
+// A block that spans pages, the first of a slab carved from pages never
+// touched: with prefault on, every page of it is resident once malloc
+// returns it (extend asked for them); with prefault off, only the first,
+// which extend wrote its link into.
+TEST(HeapSlabs, ExtendPopulatesTheFreshPagesOfTheBlocksItLinks) {
+  const size_t size = 3 * kPageSize - 64;  // a class of 3 pages or a bit more
+  const pages::Config saved = pages::config();
+  for (bool on : {false, true}) {
+    Peer peer;
+    peer.run([&] {
+      pages::Config c = saved;
+      c.prefault = on;
+      pages::configure(c);
+      pages::purge(true);  // no dirty run left: a new slab is carved from clean pages
+      std::vector<void*> held;
+      Span* s = nullptr;
+      for (int i = 0; i < 10000 && !s; i++) {
+        void* p = halloc(size);
+        held.push_back(p);
+        Span* t = slab_of(p);
+        if (t && t->slab_bytes && t->bump == 1 && t->used == 1) s = t;  // the first block of a new slab
+      }
+      ASSERT_NE(s, nullptr);
+      ASSERT_EQ(s->maint_lo, s->maint_hi) << "carved from clean pages";
+      const size_t bs = s->block_size;
+      ASSERT_GE(bs, size);
+      const size_t want = on ? align_up(bs, kPageSize) : kPageSize;
+      EXPECT_EQ(os::resident_in(reinterpret_cast<void*>(s->start), align_up(bs, kPageSize)), want)
+          << (on ? "prefault on" : "prefault off");
+      for (void* p : held) hfree(p);
+      pages::configure(saved);
+    });
+  }
 }
 
 TEST(HeapSlabs, AnEmptiedSlabIsKeptAsTheSpareAndReused) {

@@ -32,7 +32,7 @@ namespace remalloc::test {
 class FakePlatform final : public pages::Platform {
  public:
   enum Call {
-    kReserve, kCommit, kRelease, kPurge, kHeal, kHugeAdvise, kGuardInstall, kGuardRemove,
+    kReserve, kCommit, kRelease, kPurge, kHeal, kHugeAdvise, kGuardInstall, kGuardRemove, kPopulate,
     kMoveMremap, kMoveUffd, kMoveCopy, kUffdRegister, kVmaRecount, kNumCalls
   };
 
@@ -54,6 +54,11 @@ class FakePlatform final : public pages::Platform {
 
   // ---- what the test reads
   int calls[kNumCalls] = {};  // calls made, failed ones included
+  struct Populated {
+    uintptr_t start;
+    size_t bytes;
+  };
+  std::vector<Populated> populated;  // populate()'s ranges, in order
   size_t vmas() const {
     size_t n = 0;
     for (const Reservation& r : res_) {
@@ -113,6 +118,14 @@ class FakePlatform final : public pages::Platform {
   bool advise_hugepage(void*, size_t, bool) override {
     calls[kHugeAdvise]++;
     return !failing(kHugeAdvise);
+  }
+  // Records each range (populated: the test reads them) and populates the
+  // real pages, as the kernel would.
+  bool populate(void* p, size_t size) override {
+    calls[kPopulate]++;
+    if (failing(kPopulate)) return false;
+    populated.push_back({reinterpret_cast<uintptr_t>(p), size});
+    return os::populate_write(p, size);
   }
   bool guard_install(void*, size_t) override {
     calls[kGuardInstall]++;
