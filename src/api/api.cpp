@@ -351,13 +351,23 @@ using namespace remalloc;
 
 namespace remalloc::api {
 // Tries the call as it is first: a privileged process, or one within its
-// limit, sees no difference. Only an ENOMEM for MCL_CURRENT trims.
+// limit, sees no difference. Only an ENOMEM for MCL_CURRENT trims. Once
+// MCL_FUTURE holds, every page the page heap commits is populated then, so
+// prefault (page_heap.h) would only make calls on resident pages: it stops.
+static std::atomic<bool> g_future_locked{false};
 int lock_all(int flags) {
   long r = syscall(SYS_mlockall, flags);
-  if (r == 0 || errno != ENOMEM || !(flags & MCL_CURRENT)) return int(r);
-  pages::trim_reservations();
-  return int(syscall(SYS_mlockall, flags));
+  if (r != 0 && errno == ENOMEM && (flags & MCL_CURRENT)) {
+    pages::trim_reservations();
+    r = syscall(SYS_mlockall, flags);
+  }
+  if (r == 0 && (flags & MCL_FUTURE)) {
+    g_future_locked.store(true, std::memory_order_relaxed);
+    options::apply();
+  }
+  return int(r);
 }
+bool future_locked() { return g_future_locked.load(std::memory_order_relaxed); }
 }  // namespace remalloc::api
 
 extern "C" {

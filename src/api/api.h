@@ -22,6 +22,9 @@ void ensure_init();
 // exceeds RLIMIT_MEMLOCK: inaccessible reservations count too), once more
 // after releasing the arenas' never-committed reservations.
 int lock_all(int flags);
+// Whether mlockall(MCL_FUTURE) went through lock_all (never undone:
+// munlockall is the C library's). Prefault is off from then on.
+bool future_locked();
 // Secure build: this thread's sample countdown ran out (heap/sampled.h).
 void* malloc_sampled(size_t size);
 

@@ -1,6 +1,7 @@
 // api: the options table.
 #include "api/options.h"
 
+#include "api/api.h"
 #include "api/background.h"
 #include "platform/cgroup.h"
 
@@ -253,7 +254,7 @@ void apply() {
   c.grow_inplace = g_options[kGrowInplace].value != 0;
   c.dirty_max = size_t(g_options[kDirtyMax].value) << 20;
   c.grow_headroom = g_options[kGrowHeadroom].value != 0;
-  c.prefault = g_options[kPrefault].value != 0;
+  c.prefault = g_options[kPrefault].value != 0 && !api::future_locked();
   c.dirty_ratio = size_t(g_options[kDirtyRatio].value);
   c.memory_limit = memory_limit();
   pages::configure(c);

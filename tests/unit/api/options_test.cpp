@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/api.h"
 #include "api/options.h"
 #include "pages/page_heap.h"
 #include "platform/os.h"
@@ -369,7 +370,8 @@ TEST(Options, InitReadsTheEnvironmentOnce) {
 TEST(Options, EnvironmentReachesTheLowerLayers) {
   ChildResult c = init_in_child(
       {{"REMALLOC_PURGE_DELAY", "25"}, {"REMALLOC_VMA_BUDGET", "4321"}, {"REMALLOC_ARENA_SIZE", "100"},
-       {"REMALLOC_MOVE_THRESHOLD", "64"}, {"REMALLOC_DIRTY_MAX", "7"}, {"REMALLOC_GROW_INPLACE", "off"}},
+       {"REMALLOC_MOVE_THRESHOLD", "64"}, {"REMALLOC_DIRTY_MAX", "7"}, {"REMALLOC_GROW_INPLACE", "off"},
+       {"REMALLOC_PREFAULT", "0"}},
       [] {
         const pages::Config& cfg = pages::config();
         if (cfg.purge_delay_ns != 25'000'000) _exit(10);
@@ -378,8 +380,24 @@ TEST(Options, EnvironmentReachesTheLowerLayers) {
         if (cfg.move_threshold != size_t{64} << 10) _exit(13);
         if (cfg.dirty_max != size_t{7} << 20) _exit(14);
         if (cfg.grow_inplace) _exit(15);
+        if (cfg.prefault) _exit(16);
       });
   EXPECT_EQ(c.values[options::kVmaBudget], 4321);
+}
+
+// Once mlockall(MCL_FUTURE) holds, committed pages are populated at once:
+// prefault stops (its calls would find the pages resident), and an option
+// applied later does not bring it back.
+TEST(Options, MlockallFutureTurnsPrefaultOff) {
+  if (mlockall(MCL_FUTURE) != 0) GTEST_SKIP() << "mlockall(MCL_FUTURE) refused here: " << strerror(errno);
+  munlockall();
+  init_in_child({}, [] {
+    if (!pages::config().prefault) _exit(20);  // on by default
+    if (api::lock_all(MCL_FUTURE) != 0) _exit(21);
+    if (pages::config().prefault) _exit(22);
+    if (!options::set(options::kPurgeDelay, 50) || pages::config().prefault) _exit(23);
+    munlockall();
+  });
 }
 
 // ---- set() and valid() in this process -----------------------------------------
