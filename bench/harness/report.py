@@ -230,9 +230,10 @@ def write_markdown(path, doc, summary, names, micro, charts, notes):
         p1, p4 = fc.get("populate_ns_per_page_1", -1), fc.get("populate_ns_per_page_4", -1)
         if p1 > 0 and p4 > 0:
             L.append("")
-            L.append("The same pages populated with `MADV_POPULATE_WRITE` (remalloc's prefault of fresh "
-                     "slab pages; the kernel still counts them as minor faults): %s a page one page a "
-                     "call, %s a page four pages a call; %s a call on pages already resident."
+            L.append("The same pages populated with `MADV_POPULATE_WRITE` and then written (remalloc's "
+                     "prefault of fresh slab pages; the kernel still counts them as minor faults): %s a "
+                     "page one page a call, %s a page four pages a call; %s a call on pages already "
+                     "resident."
                      % (fmt_time(p1 * 1e-9), fmt_time(p4 * 1e-9),
                         fmt_time(fc.get("populate_resident_ns", 0) * 1e-9)))
         L.append("")

@@ -95,11 +95,12 @@ void extend(Span* s) {
   if (n < 1) n = 1;
   if (n > s->capacity - s->bump) n = s->capacity - s->bump;
   char* first = reinterpret_cast<char*>(s->start) + size_t(s->bump) * bs;
-  // The pages these blocks cover, but for one an earlier block shares
-  // (written already): populated in one call where they are fresh, rather
-  // than a fault each as the links below and the program write them.
+  // The pages the links below write (each block's first two words), but
+  // for one an earlier block shares (likely written by now): populated in
+  // one call where they are fresh, rather than a fault each. Not the rest
+  // of a block that runs onto later pages: the program may never write it.
   uintptr_t from = align_up(reinterpret_cast<uintptr_t>(first), kPageSize);
-  uintptr_t to = align_up(reinterpret_cast<uintptr_t>(first) + size_t(n) * bs, kPageSize);
+  uintptr_t to = align_up(reinterpret_cast<uintptr_t>(first) + size_t(n - 1) * bs + 2 * sizeof(uintptr_t), kPageSize);
   if (from < to) pages::prefault(s, from, to);
   if constexpr (kSecure) {
     if (link_shuffled(s, first, n, bs)) {

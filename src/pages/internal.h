@@ -355,6 +355,7 @@ class PageHeap {
   bool in_bg_ = false;        // the current purge runs on the background thread
   std::atomic<uint32_t> bg_seq_{0};      // futex word; no lock
   std::atomic<bool> work_seen_{false};   // a dirty or split run was made; no lock
+  std::atomic<size_t> prefault_pages_{0};  // pages prefault populated; no lock
   size_t bg_purged_bytes_ = 0;
   size_t bg_heals_ = 0;
 };

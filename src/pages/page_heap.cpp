@@ -229,16 +229,17 @@ void PageHeap::prefault(Span* s, uintptr_t from, uintptr_t to) {
   if (!config_.prefault) return;
   uintptr_t base = s->arena->base;
   uintptr_t lo = base + (s->maint_lo << kPageShift), hi = base + (s->maint_hi << kPageShift);
+  auto populate = [this](uintptr_t a, uintptr_t b) {
+    if (platform_->populate(reinterpret_cast<void*>(a), b - a))
+      prefault_pages_.fetch_add((b - a) >> kPageShift, std::memory_order_relaxed);
+  };
   if (lo >= hi) {
-    platform_->populate(reinterpret_cast<void*>(from), to - from);
+    populate(from, to);
     return;
   }
   // The parts of [from, to) below and above the hull.
-  if (from < lo) platform_->populate(reinterpret_cast<void*>(from), (to < lo ? to : lo) - from);
-  if (to > hi) {
-    uintptr_t a = from > hi ? from : hi;
-    platform_->populate(reinterpret_cast<void*>(a), to - a);
-  }
+  if (from < lo) populate(from, to < lo ? to : lo);
+  if (to > hi) populate(from > hi ? from : hi, to);
 }
 
 // Returns the pages of span s (already off the books) to the free pool.
@@ -432,6 +433,7 @@ void PageHeap::get_stats(Stats* out) {
   for (Arena* a = arenas_; a; a = a->next_arena) meta += os::resident_in(a, a->meta_bytes);
   out->meta_resident = meta;
   for (int i = 0; i < kNumCounters; i++) out->counters[i] = counters_[i].load(std::memory_order_relaxed);
+  out->prefault_pages = prefault_pages_.load(std::memory_order_relaxed);
 }
 
 static bool in_arenas(uintptr_t lo, uintptr_t hi) {

@@ -130,6 +130,7 @@ struct Stats {
   size_t meta_resident;                         // resident metadata (arenas, map)
   size_t moved_blocks, split_runs;              // live moved-in blocks, split free runs
   size_t huge_blocks, huge_bytes;               // live huge-page-advised blocks, their interiors
+  size_t prefault_pages;                        // pages populated by prefault so far
   size_t counters[kNumCounters];
 };
 void get_stats(Stats* out);

@@ -118,14 +118,20 @@ TEST(HeapSlabs, FreshBlocksAreLinkedAPageAtATime) {
   });
 }
 
-// A block that spans pages, the first of a slab carved from pages never
-// touched: with prefault on, every page of it is resident once malloc
-// returns it (extend asked for them); with prefault off, only the first,
-// which extend wrote its link into.
-TEST(HeapSlabs, ExtendPopulatesTheFreshPagesOfTheBlocksItLinks) {
-  const size_t size = 3 * kPageSize - 64;  // a class of 3 pages or a bit more
+// A new slab carved from pages never touched (purged first): each extend
+// has the page its links write populated, one page per extend for 64-byte
+// blocks (a page of them each time); with prefault off, none.
+TEST(HeapSlabs, ExtendPrefaultsThePagesItLinksBlocksOn) {
+  const size_t size = 64;
+  const size_t per_page = kPageSize / size;
   const pages::Config saved = pages::config();
+  auto prefaulted = [] {
+    pages::Stats st;
+    pages::get_stats(&st);
+    return st.prefault_pages;
+  };
   for (bool on : {false, true}) {
+    SCOPED_TRACE(on ? "prefault on" : "prefault off");
     Peer peer;
     peer.run([&] {
       pages::Config c = saved;
@@ -134,20 +140,33 @@ TEST(HeapSlabs, ExtendPopulatesTheFreshPagesOfTheBlocksItLinks) {
       pages::purge(true);  // no dirty run left: a new slab is carved from clean pages
       std::vector<void*> held;
       Span* s = nullptr;
-      for (int i = 0; i < 10000 && !s; i++) {
+      size_t delta = 0;
+      for (int i = 0; i < 100000 && !s; i++) {
+        size_t before = prefaulted();
         void* p = halloc(size);
         held.push_back(p);
         Span* t = slab_of(p);
-        if (t && t->slab_bytes && t->bump == 1 && t->used == 1) s = t;  // the first block of a new slab
+        // The first block of a new slab of two pages or more (a class's
+        // first slab is one page, the next ones twice the last).
+        if (t && t->slab_bytes && t->used == 1 && t->bump == per_page && t->capacity >= 2 * per_page) {
+          s = t;
+          delta = prefaulted() - before;
+        }
       }
       ASSERT_NE(s, nullptr);
       ASSERT_EQ(s->maint_lo, s->maint_hi) << "carved from clean pages";
-      const size_t bs = s->block_size;
-      ASSERT_GE(bs, size);
-      const size_t want = on ? align_up(bs, kPageSize) : kPageSize;
-      EXPECT_EQ(os::resident_in(reinterpret_cast<void*>(s->start), align_up(bs, kPageSize)), want)
-          << (on ? "prefault on" : "prefault off");
-      for (void* p : held) hfree(p);
+      EXPECT_EQ(delta, on ? 1u : 0u) << "the slab's first page";
+      // The rest of its first page of blocks, then one more: the second extend.
+      while (s->free_list) held.push_back(halloc(size));
+      size_t before = prefaulted();
+      void* p = halloc(size);
+      held.push_back(p);
+      ASSERT_EQ(slab_of(p), s);
+      EXPECT_EQ(s->bump, 2 * per_page);
+      EXPECT_EQ(prefaulted() - before, on ? 1u : 0u) << "its second page";
+      EXPECT_EQ(os::resident_in(reinterpret_cast<void*>(s->start), s->slab_bytes), 2 * kPageSize)
+          << "the two pages linked, no more";
+      for (void* b : held) hfree(b);
       pages::configure(saved);
     });
   }

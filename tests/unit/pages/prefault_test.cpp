@@ -43,6 +43,9 @@ TEST_F(Prefault, FreshPagesArePopulatedInOneCall) {
   ASSERT_EQ(fake_.populated.size(), 2u);
   EXPECT_EQ(fake_.populated[1].start, at(s, 2));
   EXPECT_EQ(fake_.populated[1].bytes, P);
+  Stats st;
+  h_->get_stats(&st);
+  EXPECT_EQ(st.prefault_pages, 3u);
   h_->free_span(s);
 }
 
@@ -105,6 +108,9 @@ TEST_F(Prefault, AFailedCallLeavesThePagesUsable) {
   EXPECT_EQ(os::resident_in(reinterpret_cast<void*>(s->start), 4 * P), 0u);
   memset(reinterpret_cast<void*>(s->start), 7, 4 * P);
   EXPECT_EQ(reinterpret_cast<unsigned char*>(s->start)[4 * P - 1], 7);
+  Stats st;
+  h_->get_stats(&st);
+  EXPECT_EQ(st.prefault_pages, 0u) << "only pages populated count";
   h_->free_span(s);
 }
 
