@@ -84,8 +84,8 @@ void release_empty_slabs(Heap* h) {
 
 // Links a page worth of never-used blocks (one block for classes of a page
 // or more) into the free list, so a fresh slab is touched only as it fills:
-// linking a block writes its first word, and each page written stays
-// resident. The pages the blocks cover that were never resident are
+// linking a block writes its first words, and each page written stays
+// resident. Those of the pages written that were never resident are
 // populated first in one system call (pages::prefault), which costs less
 // than the fault each would take (6-7 us against 10 here). The secure build
 // links them in a random order (shuffle.cpp).

@@ -229,15 +229,13 @@ void PageHeap::prefault(Span* s, uintptr_t from, uintptr_t to) {
   if (!config_.prefault) return;
   uintptr_t base = s->arena->base;
   uintptr_t lo = base + (s->maint_lo << kPageShift), hi = base + (s->maint_hi << kPageShift);
+  RM_ASSERT_INTERNAL(lo < hi || lo == s->start);
   auto populate = [this](uintptr_t a, uintptr_t b) {
     if (platform_->populate(reinterpret_cast<void*>(a), b - a))
       prefault_pages_.fetch_add((b - a) >> kPageShift, std::memory_order_relaxed);
   };
-  if (lo >= hi) {
-    populate(from, to);
-    return;
-  }
-  // The parts of [from, to) below and above the hull.
+  // The parts of [from, to) below and above the hull (an empty hull sits
+  // at the run's start: all of [from, to) is above it).
   if (from < lo) populate(from, to < lo ? to : lo);
   if (to > hi) populate(from > hi ? from : hi, to);
 }

@@ -1,7 +1,7 @@
 // page heap: the platform the page heap runs on, as an interface. Every
 // system call the page heap makes on its own arenas (reserve, commit,
-// purge, heal, guard pages, huge page advice,
-// populating fresh slab pages), the three movers and their
+// purge, heal, guard pages, huge page advice, populating fresh slab
+// pages), the three movers and their
 // userfaultfd registration, the VMA budget and the clock go through a
 // Platform, so a test can build a PageHeap on a fake that counts calls,
 // models VMAs and fails chosen calls (tests/unit/pages/fake_platform.h).
