@@ -6,6 +6,7 @@
 #include "platform/cgroup.h"
 
 #include "base/format.h"
+#include "heap/heap.h"
 #include "heap/sampled.h"
 #include "pages/page_heap.h"
 #include "platform/movers.h"
@@ -70,6 +71,9 @@ static Option g_options[kNumOptions] = {
     {"prefault", 1, kBool, 0, 1, "",
      "a slab's fresh pages are populated with one MADV_POPULATE_WRITE call as its blocks are first handed out, "
      "not a page fault each (0 off)"},
+    {"foreign_cache", 64, kInt, 0, 1L << 20, "MiB",
+     "with more than 8 threads per CPU: blocks a thread frees of other threads' slabs are kept for its own "
+     "allocations, within this budget shared by all threads (0 off)"},
 };
 
 // The THP settings found by the last apply() (REMALLOC_VERBOSE prints them).
@@ -255,6 +259,9 @@ void apply() {
   c.dirty_max = size_t(g_options[kDirtyMax].value) << 20;
   c.grow_headroom = g_options[kGrowHeadroom].value != 0;
   c.prefault = g_options[kPrefault].value != 0 && !api::future_locked();
+  // The foreign cache pays off only where owners of slabs are mostly not
+  // running (heap/foreign.cpp).
+  heap::configure_foreign(size_t(g_options[kForeignCache].value) << 20, 8 * os::cpu_count());
   c.dirty_ratio = size_t(g_options[kDirtyRatio].value);
   c.memory_limit = memory_limit();
   pages::configure(c);

@@ -39,6 +39,7 @@ enum Id : int {
   kMremapThreshold,
   kHugepageThreshold,
   kPrefault,
+  kForeignCache,
   kNumOptions
 };
 

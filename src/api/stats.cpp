@@ -151,6 +151,7 @@ extern "C" size_t remalloc_stats_json(char* buf, size_t len) {
   w.str(",\"meta_bytes\":").u64(s.ps.meta_bytes);
   w.str(",\"invalid_frees\":").u64(api::g_invalid_frees.load());
   w.str(",\"heaps\":").u64(hs.heaps).str(",\"slabs\":").u64(hs.slabs);
+  w.str(",\"foreign_cached\":").u64(hs.blocks_cached);
   w.str(",\"size_classes\":[");
   bool first = true;
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
@@ -175,7 +176,8 @@ extern "C" void remalloc_stats_print(int fd) {
   w.str("  in live blocks").pad_to(36).bytes(st.allocated).chr('\n');
   w.str("  held for blocks (slabs + large)").pad_to(36).bytes(ps.slab_bytes + ps.large_bytes).str("   peak ").bytes(st.peak_allocated).chr('\n');
   w.str("    slabs").pad_to(36).bytes(ps.slab_bytes).str(" in ").u64(ps.slabs).str(" slabs, ")
-      .u64(hs.blocks_live).str(" live small blocks\n");
+      .u64(hs.blocks_live).str(" live small blocks, ").u64(hs.blocks_cached)
+      .str(" cached by threads that freed them\n");
   w.str("    large blocks").pad_to(36).bytes(ps.large_bytes).str(" in ").u64(ps.large_live).str(" blocks\n");
   w.str("  free runs").pad_to(36).bytes(ps.free_bytes).str(" (").bytes(ps.dirty_bytes).str(" not yet purged)\n");
   w.str("  = reserved by arenas").pad_to(36).bytes(ps.mapped).str(" in ").u64(ps.arenas).str(" arenas\n");

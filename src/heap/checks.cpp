@@ -5,7 +5,8 @@
 // the mark comes here: the owner thread confirms by scanning the slab's
 // free and remote lists and the heap's delayed list (only the owner pops
 // them, so they cannot change under it but for pushes at their heads); any
-// other thread takes the mark as proof. Bad pointers are reported through
+// other thread takes the mark as proof, and so does every thread for the
+// cached mark of a block on a foreign cache (foreign.cpp). Bad pointers are reported through
 // g_on_invalid (abort, or a counted warning: the free is then ignored, so a
 // block never gets two owners).
 //
@@ -36,7 +37,11 @@ void check_handed_out(Span* s, void* b) {
   if (next && (next - s->start >= s->slab_bytes || (next - s->start) % s->block_size))
     fatal("heap corruption: a free block's link was overwritten (a write past the block before it, "
           "or into this freed block)", b);
-  // A block that was freed (it has the mark) must still hold the poison.
+  check_poison(s, b);
+}
+
+void check_poison(Span* s, void* b) {
+  // A block that was freed (it has a mark) must still hold the poison.
   if (!has_free_mark(b)) return;
   const unsigned char* q = static_cast<const unsigned char*>(b);
   for (size_t i = 2 * sizeof(void*); i < s->block_size; i++)
@@ -63,7 +68,9 @@ void free_small_marked(Span* s, void* p) {
 
 bool check_marked(Span* s, void* p, const char* what) {
   bool freed;
-  if (s->heap == tl_heap) {
+  if (static_cast<const uintptr_t*>(p)[1] == cached_mark(p)) {
+    freed = true;  // on a foreign cache (foreign.cpp): only its thread could tell
+  } else if (s->heap == tl_heap) {
     // Only this thread pops these lists; other threads only push.
     size_t cap = s->capacity + 1;
     freed = on_list(reinterpret_cast<uintptr_t>(s->free_list), p, cap) ||

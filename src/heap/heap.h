@@ -89,6 +89,31 @@ struct Heap {
   // letting go.
   std::atomic<uint32_t> collector{0};
   uint32_t id = 0;
+  // The foreign cache (foreign.cpp): blocks of other heaps' slabs that this
+  // heap's thread freed, kept per class for its own next allocations of
+  // that class instead of going back to their owners at once; linked
+  // through their first word, newest first. Used only while many more
+  // threads own heaps than there are CPUs (foreign.cpp says why).
+  // foreign_n[c]: the length of foreign[c]. foreign_max[c]: the most it may
+  // hold: 0 until this thread's refill of the class finds the list empty
+  // while the cache is in use, then doubling at each such refill up to
+  // kForeignMaxBlocks (a thread that only frees a class keeps none of it).
+  // foreign_bytes: the bytes on all lists; foreign_budget: the most they
+  // may be (its share of the process's budget, set at each refill).
+  // Invariants (validate.cpp): every block on foreign[c] is a block of
+  // class c of a slab whose heap is not this one, carries the cached mark
+  // (cached_mark below) and is counted in its slab's `used` (its owner sees
+  // it as handed out); foreign_n[c] is the list's length, at most
+  // kForeignMaxBlocks; foreign_bytes is the lists' bytes. A push makes
+  // room first (a list at foreign_max[c], or bytes at the budget, go home),
+  // so the limits hold after it; a refill may lower them below what is
+  // held until the next push. The empty heap and the backstop heap have
+  // empty lists and every foreign_max 0, and so does an abandoned heap.
+  uint32_t foreign_bytes = 0;
+  uint32_t foreign_budget = 0;
+  void* foreign[sc::kNumClasses] = {};
+  uint16_t foreign_n[sc::kNumClasses] = {};
+  uint16_t foreign_max[sc::kNumClasses] = {};
   // Slabs made per class, up to the class's full size: a heap's first slabs
   // of a class are smaller (sc::slab_pages_nth), so that a thread with a few
   // blocks in many classes holds few pages of slabs and descriptors.
@@ -105,6 +130,14 @@ extern __thread Heap* tl_heap;
 void* malloc_slow(size_t size);
 void free_local_slow(Heap* h, Span* s);
 void free_remote(Span* s, void* p);
+// A free by heap h's thread of a block of another heap's slab: onto h's
+// foreign cache, or the remote-free protocol (foreign.cpp).
+void free_foreign(Heap* h, Span* s, void* p);
+// The foreign caches' budget: `total` bytes for all threads together
+// (0: off), used while more than `min_heaps` threads own heaps.
+void configure_foreign(size_t total, uint32_t min_heaps);
+size_t foreign_total();
+uint32_t foreign_min_heaps();
 // Thread start-up and teardown.
 void thread_done(Heap* h);
 // malloc_trim: gives back what frees left on abandoned heaps' lists (their
@@ -121,12 +154,19 @@ void fork_child();
 // the owner scans the slab's lists and the heap's delayed list to confirm; a
 // thread that does not own the slab takes the mark as proof (the program
 // would have to have written this block's own mark into it).
+// A block on another heap's foreign cache (foreign.cpp) carries the cached
+// mark instead: the free mark with bit 0 cleared (the free mark's bit 0 is
+// the key's, 1, as blocks are 16-byte aligned). Only the thread that cached
+// it can find it, so any thread takes that mark as proof.
 constexpr uintptr_t kFreeMarkKey = 0x9d3b5f2a6c718e43ull;
+static_assert(kFreeMarkKey & 1);
 RM_INLINE uintptr_t free_mark(const void* p) {
   return reinterpret_cast<uintptr_t>(p) ^ kFreeMarkKey;
 }
+RM_INLINE uintptr_t cached_mark(const void* p) { return free_mark(p) ^ 1; }
+// Either mark (one compare: they differ in bit 0 only).
 RM_INLINE bool has_free_mark(const void* p) {
-  return static_cast<const uintptr_t*>(p)[1] == free_mark(p);
+  return (static_cast<const uintptr_t*>(p)[1] ^ free_mark(p)) <= 1;
 }
 // p carries the mark: is it really free? Reports it through g_on_invalid
 // (`what` names the call) and returns true when it is.
@@ -151,6 +191,9 @@ constexpr bool kPoisonFreed = false;
 constexpr uint8_t kPoisonByte = 0xdf;
 void poison_freed(Span* s, void* p);
 void check_handed_out(Span* s, void* b);
+// The poison part of check_handed_out (blocks off a foreign cache, whose
+// links lead to other slabs).
+void check_poison(Span* s, void* b);
 
 // Secure build: the decoded link of free block b must be null or a block
 // of the same slab; anything else means the link was overwritten (abort).
@@ -210,7 +253,7 @@ RM_INLINE void free_small(Span* s, void* p) {
     if (RM_UNLIKELY(--s->used == 0 || s->is_full)) free_local_slow(h, s);
     return;
   }
-  free_remote(s, p);
+  free_foreign(h, s, p);
 }
 
 constexpr size_t kLargeCacheMaxPages = 256;  // 1 MiB
@@ -229,10 +272,15 @@ void large_cache_flush_current();
 // heaps; aborts with a message on the first inconsistency.
 void validate_current();
 
+// blocks_live, live_by_class: blocks handed out to the program (not those
+// on foreign caches, nor blocks freed that wait on remote or delayed lists,
+// which count as live until their owners take them in).
+// blocks_cached, cached_by_class: blocks on the foreign caches.
 struct Stats {
-  size_t heaps, abandoned, slabs, blocks_live;
+  size_t heaps, abandoned, slabs, blocks_live, blocks_cached;
   size_t live_by_class[sc::kNumClasses];
   size_t slabs_by_class[sc::kNumClasses];
+  size_t cached_by_class[sc::kNumClasses];
 };
 void get_stats(Stats* out);
 

@@ -7,6 +7,8 @@
 //                   (heap_alloc) and the owner's slow free
 //   remote.cpp      the remote-free protocol: frees by other threads, the
 //                   slab's `remote` list and the heap's `delayed` list
+//   foreign.cpp     the foreign cache: blocks of other heaps that a thread
+//                   freed, kept for its own next allocations
 //   abandon.cpp     abandoned heaps: sealing, the collector lock, frees
 //                   given back by other threads, adoption's unsealing, trim
 //   registry.cpp    the registry of heaps, thread start-up and exit, the
@@ -152,6 +154,22 @@ void drain_delayed_list(Heap* h);
 RM_INLINE void drain_delayed(Heap* h) {
   if (h->delayed.load(std::memory_order_relaxed) != 0) drain_delayed_list(h);
 }
+
+// ---- foreign.cpp --------------------------------------------------------------
+// A foreign list holds at most this many blocks, and a thread's cache at
+// most kForeignMaxBudget bytes.
+constexpr uint16_t kForeignMaxBlocks = 1024;
+constexpr uint32_t kForeignMaxBudget = 4u << 20;
+// Hands out the first block of h's foreign list of class c, b (not null).
+void* foreign_pop(Heap* h, unsigned c, void* b);
+// The refill of class c found h's foreign list empty: the list's limit
+// doubles while the cache is in use, and drops to 0 while it is not.
+void foreign_grow(Heap* h, unsigned c);
+// Sends every block of h's foreign cache to its owner (remote frees).
+void foreign_flush(Heap* h);
+// foreign_flush, then no cache until the next refill grows one (a thread
+// leaving its heap).
+void foreign_close(Heap* h);
 
 // ---- abandon.cpp --------------------------------------------------------------
 bool collector_try_lock(Heap* h);

@@ -111,6 +111,7 @@ static Heap* thread_attach() {
 void thread_done(Heap* h) {
   if (h == &g_empty_heap || h->state.load(std::memory_order_relaxed) != kHeapLive) return;
   large_cache_flush(h);
+  foreign_close(h);
   release_empty_slabs(h);
   seal(h);
   tl_heap = &g_empty_heap;

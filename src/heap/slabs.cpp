@@ -67,6 +67,8 @@ void release_spares(Heap* h) {
 }
 
 void release_empty_slabs(Heap* h) {
+  // Cached blocks of other heaps go home first: their slabs may empty.
+  foreign_flush(h);
   drain_delayed(h);
   for (unsigned c = 0; c < sc::kNumClasses; c++) {
     for (Span* s = h->avail[c].first(); s;) {
@@ -148,6 +150,9 @@ static Span* new_slab(Heap* h, unsigned c) {
 static void* pop(Span* s) { return pop_block(s); }
 
 void* heap_alloc(Heap* h, unsigned c) {
+  // A block this thread freed into its foreign cache, likely still hot.
+  if (void* b = h->foreign[c]) return foreign_pop(h, c, b);
+  foreign_grow(h, c);
   drain_delayed(h);
   for (;;) {
     Span* s = h->avail[c].first();

@@ -29,12 +29,23 @@ void get_stats(Stats* out) {
           s = __atomic_load_n(&s->next, __ATOMIC_RELAXED);
         }
       }
+      // Blocks on this heap's foreign cache are counted as handed out in
+      // their slabs (of other heaps): free for the program.
+      size_t cached = __atomic_load_n(&h->foreign_n[c], __ATOMIC_RELAXED);
+      out->cached_by_class[c] += cached;
+      out->blocks_cached += cached;
       if (__atomic_load_n(&h->spare[c], __ATOMIC_RELAXED)) {
         out->slabs++;
         out->slabs_by_class[c]++;
       }
     }
     if (locked) collector_unlock(h);
+  }
+  // The counts are read at different moments: never below zero.
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    size_t k = out->cached_by_class[c] < out->live_by_class[c] ? out->cached_by_class[c] : out->live_by_class[c];
+    out->live_by_class[c] -= k;
+    out->blocks_live -= k;
   }
 }
 

@@ -7,12 +7,37 @@
 // remote list, the remote count is the remote list's length, spares are
 // empty,
 // an abandoned heap holds only marked, non-empty slabs and no cached
-// block), each slab against the span/slab contract (pages::validate_span),
+// block, the foreign cache's lists and counts: foreign.cpp), each slab against the span/slab contract (pages::validate_span),
 // and the registry (registry.cpp). Aborts with a message on the first
 // inconsistency.
 #include "heap/internal.h"
 
 namespace remalloc::heap {
+
+// Checks heap h's foreign cache (foreign.cpp; the owner, or the holder of
+// an abandoned heap's collector lock: it must have none).
+static void validate_foreign(Heap* h, bool abandoned) {
+  size_t bytes = 0;
+  for (unsigned c = 0; c < sc::kNumClasses; c++) {
+    if (abandoned && (h->foreign[c] || h->foreign_max[c]))
+      fatal("heaps: an abandoned heap keeps a foreign cache", h);
+    uint32_t n = 0;
+    for (void* b = h->foreign[c]; b; b = pages::link_load(b)) {
+      Span* s = pages::span_of(b);
+      if (!s || s->kind != kSpanSlab || !is_block(s, b) || s->size_class != c)
+        fatal("heaps: a foreign cache holds what is not a block of its class", b);
+      if (s->heap == h) fatal("heaps: a foreign cache holds a block of its own heap", b);
+      if (static_cast<const uintptr_t*>(b)[1] != cached_mark(b))
+        fatal("heaps: a block on a foreign cache lacks the cached mark", b);
+      if (s->used == 0) fatal("heaps: a cached block's slab counts no block handed out", b);
+      if (++n > kForeignMaxBlocks) fatal("heaps: a foreign list is longer than its limit (a cycle?)", b);
+    }
+    if (n != h->foreign_n[c]) fatal("heaps: a foreign list's count is not its length", h);
+    if (h->foreign_max[c] > kForeignMaxBlocks) fatal("heaps: a foreign list's limit is out of range", h);
+    bytes += size_t(n) * sc::kInfo[c].size;
+  }
+  if (bytes != h->foreign_bytes) fatal("heaps: the foreign cache's byte count is not its lists' bytes", h);
+}
 
 // Checks heap h's lists (its owner, or the holder of its collector lock).
 static void validate_heap(Heap* h, bool abandoned) {
@@ -62,6 +87,7 @@ static void validate_heap(Heap* h, bool abandoned) {
   if (abandoned)
     for (Span* s : h->large_cache)
       if (s) fatal("heaps: an abandoned heap keeps large blocks", reinterpret_cast<void*>(s->start));
+  validate_foreign(h, abandoned);
 }
 
 void validate_current() {

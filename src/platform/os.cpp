@@ -3,6 +3,7 @@
 #include "base/sys.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -157,6 +158,14 @@ bool populate_write(void* p, size_t size) {
 bool protect(void* p, size_t size, bool accessible) {
   if (size == 0) return true;
   return mprotect(p, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+}
+
+unsigned cpu_count() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  int n = CPU_COUNT(&set);
+  return n > 0 ? unsigned(n) : 1;
 }
 
 uint64_t random_u64() {

@@ -93,6 +93,10 @@ uint64_t random_u64();
 // (reserve()) fail with ENOMEM as if the kernel refused them.
 void inject_reserve_failure(int count);
 
+// The CPUs this process may run on (sched_getaffinity; 1 if unknown). A
+// system call, no descriptor.
+unsigned cpu_count();
+
 // Monotonic time in nanoseconds (vDSO, cheap).
 uint64_t now_ns();
 // Resident set size of the process in bytes (from /proc/self/statm), 0 if

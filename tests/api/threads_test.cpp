@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -405,3 +408,92 @@ TEST(Threads, FreesIntoExitedThreadsHeapsGiveTheirSlabsBack) {
 }
 
 }  // namespace
+
+namespace {
+
+// The "foreign_cached" figure of the JSON statistics.
+long foreign_cached_now() {
+  static char buf[64 * 1024];
+  size_t n = remalloc_stats_json(buf, sizeof buf);
+  buf[n < sizeof buf ? n : sizeof buf - 1] = 0;
+  const char* k = strstr(buf, "\"foreign_cached\":");
+  return k ? strtol(k + strlen("\"foreign_cached\":"), nullptr, 10) : -1;
+}
+
+unsigned cpus_of_process() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return unsigned(CPU_COUNT(&set));
+}
+
+// More than 8 threads per CPU own heaps while `body` runs (they wait,
+// each with a block of its own).
+void with_many_threads(const std::function<void()>& body) {
+  const int n = int(8 * cpus_of_process()) + 1;
+  std::atomic<int> ready{0};
+  std::atomic<bool> release{false};
+  std::vector<std::thread> parked;
+  for (int i = 0; i < n; i++)
+    parked.emplace_back([&] {
+      void* q = ta::malloc(32);
+      ready++;
+      while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      ta::free(q);
+    });
+  while (ready.load() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  body();
+  release = true;
+  for (auto& t : parked) t.join();
+}
+
+}  // namespace
+
+// Past 8 threads owning heaps per CPU, a block freed by a thread that does
+// not own its slab stays in that thread's foreign cache (heap/foreign.cpp)
+// for its own next allocations: the statistics count it as cached, and it
+// goes to its owner when the thread exits. Its contents up to the free are
+// the program's; after it is handed out again it is a block like any other.
+TEST(Threads, PastEightThreadsPerCpuAFreedForeignBlockIsCachedByItsFreer) {
+  with_many_threads([] {
+    void* p = ta::malloc(48);
+    ASSERT_NE(p, nullptr);
+    tu::fill(p, 48, 7);
+    const long before = foreign_cached_now();
+    ASSERT_GE(before, 0);
+    long cached = -1;
+    std::thread([&] {
+      void* mine = ta::malloc(48);  // this thread's first refill of the class opens its list
+      EXPECT_EQ(tu::check(p, 48, 7), SIZE_MAX);
+      ta::free(p);
+      cached = foreign_cached_now();
+      ta::free(mine);
+    }).join();
+    EXPECT_EQ(cached, before + 1);
+    EXPECT_EQ(foreign_cached_now(), before) << "sent home when the thread exited";
+    EXPECT_EQ(remalloc_validate(), 0);
+  });
+}
+
+// A second free of a block in a foreign cache is a double free, also by
+// its owner, which cannot see the block on its own lists (the cached mark
+// tells it).
+TEST(ThreadsDeathTest, PastEightThreadsPerCpuTheOwnersFreeOfACachedBlockAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(with_many_threads([] {
+                 void* p = ta::malloc(48);
+                 std::atomic<int> step{0};
+                 std::thread freer([&] {
+                   void* mine = ta::malloc(48);
+                   ta::free(p);  // cached here
+                   step = 1;
+                   while (step.load() != 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                   ta::free(mine);
+                 });
+                 while (step.load() != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                 ta::free(p);  // the owner
+                 step = 2;
+                 freer.join();
+               }),
+               "double free");
+}

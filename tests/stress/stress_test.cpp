@@ -4,6 +4,8 @@
 // checked before it is reallocated or freed.
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -163,6 +165,16 @@ void run_stress(int threads, size_t slots, uint64_t ops_per_thread) {
 TEST(Stress, ExchangeSlots4Threads) { run_stress(4, 256, tu::scaled(150000, 5000)); }
 
 TEST(Stress, ExchangeSlots8ThreadsFewSlots) { run_stress(8, 16, tu::scaled(60000, 3000)); }
+
+// More than 8 threads per CPU: the threads keep blocks of others' slabs they
+// free in their foreign caches and hand them out again (heap/foreign.cpp).
+TEST(Stress, ExchangeSlotsEightThreadsPerCpuAndMore) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  unsigned cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? unsigned(CPU_COUNT(&set)) : 1;
+  int threads = int(8 * cpus) + 4;
+  run_stress(threads, 128, tu::scaled(480000, 24000) / uint64_t(threads));
+}
 
 TEST(Stress, ConcurrentLargeReallocs) {
   // Threads grow and shrink their own large blocks concurrently (page-heap

@@ -81,6 +81,7 @@ const Row kRows[] = {
     {"mremap_threshold", options::kMremapThreshold, 8192, kInt, 4, 1L << 30},
     {"hugepage_threshold", options::kHugepageThreshold, 2048, kInt, 2048, 1L << 30},
     {"prefault", options::kPrefault, 1, kBool, 0, 1},
+    {"foreign_cache", options::kForeignCache, 64, kInt, 0, 1L << 20},
 };
 static_assert(sizeof kRows / sizeof kRows[0] == options::kNumOptions, "a row per option");
 
@@ -371,7 +372,7 @@ TEST(Options, EnvironmentReachesTheLowerLayers) {
   ChildResult c = init_in_child(
       {{"REMALLOC_PURGE_DELAY", "25"}, {"REMALLOC_VMA_BUDGET", "4321"}, {"REMALLOC_ARENA_SIZE", "100"},
        {"REMALLOC_MOVE_THRESHOLD", "64"}, {"REMALLOC_DIRTY_MAX", "7"}, {"REMALLOC_GROW_INPLACE", "off"},
-       {"REMALLOC_PREFAULT", "0"}},
+       {"REMALLOC_PREFAULT", "0"}, {"REMALLOC_FOREIGN_CACHE", "5"}},
       [] {
         const pages::Config& cfg = pages::config();
         if (cfg.purge_delay_ns != 25'000'000) _exit(10);
@@ -381,6 +382,8 @@ TEST(Options, EnvironmentReachesTheLowerLayers) {
         if (cfg.dirty_max != size_t{7} << 20) _exit(14);
         if (cfg.grow_inplace) _exit(15);
         if (cfg.prefault) _exit(16);
+        if (heap::foreign_total() != size_t{5} << 20) _exit(17);
+        if (heap::foreign_min_heaps() != 8 * os::cpu_count()) _exit(18);
       });
   EXPECT_EQ(c.values[options::kVmaBudget], 4321);
 }
