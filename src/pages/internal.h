@@ -356,6 +356,9 @@ class PageHeap {
   std::atomic<uint32_t> bg_seq_{0};      // futex word; no lock
   std::atomic<bool> work_seen_{false};   // a dirty or split run was made; no lock
   std::atomic<size_t> prefault_pages_{0};  // pages prefault populated; no lock
+  // config_.prefault, for prefault(), which runs without the lock while
+  // configure() may write config_ (options applied by another thread).
+  std::atomic<bool> prefault_on_{true};
   size_t bg_purged_bytes_ = 0;
   size_t bg_heals_ = 0;
 };

@@ -29,6 +29,7 @@ RM_INLINE void PageHeap::validate_sometimes() {
 void PageHeap::configure(const Config& c) {
   LockGuard g(lock_);
   config_ = c;
+  prefault_on_.store(c.prefault, std::memory_order_relaxed);
 }
 
 void PageHeap::note_peak() {
@@ -226,7 +227,7 @@ Span* PageHeap::alloc_slab_unguarded(size_t npages) {
 void PageHeap::prefault(Span* s, uintptr_t from, uintptr_t to) {
   RM_ASSERT_INTERNAL(s->kind == kSpanSlab && from % kPageSize == 0 && to % kPageSize == 0);
   RM_ASSERT_INTERNAL(from >= s->start && to <= s->end() && from < to);
-  if (!config_.prefault) return;
+  if (!prefault_on_.load(std::memory_order_relaxed)) return;
   uintptr_t base = s->arena->base;
   uintptr_t lo = base + (s->maint_lo << kPageShift), hi = base + (s->maint_hi << kPageShift);
   RM_ASSERT_INTERNAL(lo < hi || lo == s->start);
