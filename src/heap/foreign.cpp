@@ -43,15 +43,17 @@
 namespace remalloc::heap {
 
 static std::atomic<size_t> g_foreign_total{size_t{64} << 20};
-static std::atomic<uint32_t> g_foreign_min_heaps{16};
+static std::atomic<uint32_t> g_foreign_min_configured{16};
+std::atomic<uint32_t> g_foreign_min_heaps{16};
 
 void configure_foreign(size_t total, uint32_t min_heaps) {
   g_foreign_total.store(total, std::memory_order_relaxed);
-  g_foreign_min_heaps.store(min_heaps, std::memory_order_relaxed);
+  g_foreign_min_configured.store(min_heaps, std::memory_order_relaxed);
+  g_foreign_min_heaps.store(total ? min_heaps : UINT32_MAX, std::memory_order_relaxed);
 }
 
 size_t foreign_total() { return g_foreign_total.load(std::memory_order_relaxed); }
-uint32_t foreign_min_heaps() { return g_foreign_min_heaps.load(std::memory_order_relaxed); }
+uint32_t foreign_min_heaps() { return g_foreign_min_configured.load(std::memory_order_relaxed); }
 
 // Sends h's list of class c to the owners of its blocks.
 static void flush_class(Heap* h, unsigned c) {

@@ -165,6 +165,18 @@ void* foreign_pop(Heap* h, unsigned c, void* b);
 // The refill of class c found h's foreign list empty: the list's limit
 // doubles while the cache is in use, and drops to 0 while it is not.
 void foreign_grow(Heap* h, unsigned c);
+// More threads must own heaps than this for the cache to be in use
+// (UINT32_MAX while it is off).
+extern std::atomic<uint32_t> g_foreign_min_heaps;
+// foreign_grow when there is anything to do: the cache in use, or a limit
+// to close. Inline, two loads and a compare while the cache is off: the
+// refill of a class of page-sized blocks runs at every block.
+RM_INLINE void foreign_refill(Heap* h, unsigned c) {
+  if (RM_UNLIKELY(g_live_heaps.load(std::memory_order_relaxed) >
+                      g_foreign_min_heaps.load(std::memory_order_relaxed) ||
+                  h->foreign_max[c]))
+    foreign_grow(h, c);
+}
 // Sends every block of h's foreign cache to its owner (remote frees).
 void foreign_flush(Heap* h);
 // foreign_flush, then no cache until the next refill grows one (a thread

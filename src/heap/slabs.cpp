@@ -152,7 +152,7 @@ static void* pop(Span* s) { return pop_block(s); }
 void* heap_alloc(Heap* h, unsigned c) {
   // A block this thread freed into its foreign cache, likely still hot.
   if (void* b = h->foreign[c]) return foreign_pop(h, c, b);
-  foreign_grow(h, c);
+  foreign_refill(h, c);
   drain_delayed(h);
   for (;;) {
     Span* s = h->avail[c].first();
