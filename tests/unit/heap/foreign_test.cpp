@@ -53,8 +53,17 @@ TEST(HeapForeign, ARefillThatFindsTheListEmptyLetsTheListGrow) {
   EXPECT_EQ(on.h->foreign_max[sc::class_of(128)], 0) << "per class";
   for (int i = 0; i < 20; i++) heap::foreign_grow(on.h, c);
   EXPECT_EQ(on.h->foreign_max[c], heap::kForeignMaxBlocks);
+  // Switched off (REMALLOC_FOREIGN_CACHE=0), the next refill closes the
+  // list; refills of classes never opened do nothing.
+  heap::configure_foreign(0, 0);
+  void* d = heap::heap_alloc(on.h, c);
+  EXPECT_EQ(on.h->foreign_max[c], 0);
+  void* e = heap::heap_alloc(on.h, sc::class_of(128));
+  EXPECT_EQ(on.h->foreign_max[sc::class_of(128)], 0);
   hfree(a);
   hfree(b);
+  hfree(d);
+  hfree(e);
 }
 
 TEST(HeapForeign, AFreeOfAnotherHeapsBlockIsCachedAndHandedOutAgain) {
