@@ -6,9 +6,9 @@
 // free and remote lists and the heap's delayed list (only the owner pops
 // them, so they cannot change under it but for pushes at their heads); any
 // other thread takes the mark as proof, and so does every thread for the
-// cached mark of a block on a foreign cache (foreign.cpp). Bad pointers are reported through
-// g_on_invalid (abort, or a counted warning: the free is then ignored, so a
-// block never gets two owners).
+// cached mark of a block on a foreign cache (foreign.cpp). Bad pointers are
+// reported through g_on_invalid (abort, or a counted warning: the free is
+// then ignored, so a block never gets two owners).
 //
 // The checked build (kPoisonFreed) fills freed blocks past their two link
 // words with kPoisonByte and checks, when a block is handed out again, that

@@ -82,8 +82,8 @@ void foreign_close(Heap* h) {
 
 void foreign_grow(Heap* h, unsigned c) {
   uint32_t live = g_live_heaps.load(std::memory_order_relaxed);
-  size_t total = g_foreign_total.load(std::memory_order_relaxed);
-  if (live <= g_foreign_min_heaps.load(std::memory_order_relaxed) || total == 0 ||
+  // Off, g_foreign_min_heaps is UINT32_MAX (configure_foreign).
+  if (live <= g_foreign_min_heaps.load(std::memory_order_relaxed) ||
       h->state.load(std::memory_order_relaxed) != kHeapLive) {  // the backstop heap caches nothing
     // Not in use (any more): the next free of the class sends what the
     // list holds home.
@@ -91,7 +91,7 @@ void foreign_grow(Heap* h, unsigned c) {
     h->foreign_budget = 0;
     return;
   }
-  size_t share = total / live;
+  size_t share = g_foreign_total.load(std::memory_order_relaxed) / live;
   h->foreign_budget = uint32_t(share < kForeignMaxBudget ? share : kForeignMaxBudget);
   if (4 * sc::kInfo[c].size > h->foreign_budget) {
     h->foreign_max[c] = 0;  // too large a block for this budget
